@@ -1,0 +1,75 @@
+"""The ``onlyif`` command line: one subcommand per job, each implemented in its own module.
+
+Subcommand modules are imported only when selected (``onlyif --help`` stays fast). Each module provides
+``add_arguments(parser)`` and ``run(args) -> int``. User errors print one line and exit non-zero
+(2 for configuration errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from onlyif import __version__
+from onlyif.errors import OnlyIfError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("onlyif.data.generate_cmd", "build the synthetic rewrite-task splits with Ray Data"),
+    "mix": ("onlyif.data.mix_cmd", "build a budgeted, diversity-aware mixture of real instruction data"),
+    "diversity": ("onlyif.data.diversity_cmd", "diversity metrics of a dataset or mixture"),
+    "train": ("onlyif.train.train_cmd", "fine-tune a causal LM with Ray Train + DeepSpeed"),
+    "eval": ("onlyif.eval.eval_cmd", "evaluate a model (exact match on the rewrite task)"),
+    "sweep": ("onlyif.sweep.sweep_cmd", "run a budget-vs-diversity grid with Ray Tune and MLflow"),
+    "report": ("onlyif.report.report_cmd", "turn a sweep into curves, heatmaps and the emergence threshold"),
+    "reproduce": ("onlyif.sweep.reproduce_cmd", "run the embedded-default emergence reproduction (CPU-sized)"),
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """The options every config-driven subcommand shares: ``--config FILE`` and repeatable ``--set k=v``."""
+    parser.add_argument("--config", required=required, metavar="FILE", help="YAML config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (dotted keys for nesting, YAML values), repeatable",
+    )
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onlyif", description="Measure and exploit instruction diversity for instruction tuning, on Ray."
+    )
+    parser.add_argument("--version", action="version", version=f"onlyif {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == selected:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except OnlyIfError as exc:
+        print(f"onlyif {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"onlyif {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Config machinery: pydantic dataclass-style models loaded from YAML with ``--set key=value`` overrides.
+
+Every config class derives from :class:`Config` (unknown keys are refused). Loading goes through
+:func:`load_config`, which turns every validation problem into one :class:`ConfigError` line naming the key and
+what is allowed. Subsystems keep their own config classes next to their code (``onlyif/tasks/config.py`` ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from onlyif.errors import ConfigError
+
+C = TypeVar("C", bound="Config")
+
+
+class Config(BaseModel):
+    """Base of every onlyif config: unknown keys and loose types (``"1"`` or ``true`` for an int) are errors.
+
+    Cross-field checks raise ``ValueError("key: problem")`` so the error names the key.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _int_range(value: Any) -> Any:
+    """Accept ``n`` or ``[min, max]`` and normalize to a ``(min, max)`` tuple."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer or [min, max]")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, list | tuple) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        lo, hi = value
+        if lo > hi:
+            raise ValueError("min must be <= max")
+        return (lo, hi)
+    raise ValueError("must be an integer or [min, max] of integers")
+
+
+IntRange = Annotated[tuple[int, int], BeforeValidator(_int_range)]
+"""An integer or an inclusive ``[min, max]`` range, stored as ``(min, max)``."""
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into its key path and YAML-parsed value."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key=value (dotted keys for nesting)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key=value`` override set (creating nested dicts as needed)."""
+    out = copy.deepcopy(data)
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a mapping")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line: the first problem with its dotted key (and the value given), plus a count of the others."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
+    msg = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    show_got = first["type"] != "missing" and not isinstance(got, dict)
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    elif first["type"] == "value_error" and ": " in msg and isinstance(got, dict):
+        key, msg = msg.split(": ", 1)  # a cross-field check names its own key
+        loc.append(key)
+    got_text = f" (got {got!r})" if show_got else ""
+    more = f" [+{len(errors) - 1} more problem(s)]" if len(errors) > 1 else ""
+    return f"{source}: {'.'.join(loc) or '<root>'}: {msg}{got_text}{more}"
+
+
+def validate_config(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
+    """Validate a plain dict into ``cls``, raising one-line :class:`ConfigError` on any problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; an empty file is an empty mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[C], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> C:
+    """Load ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    return validate_config(cls, data, source=str(path) if path is not None else "config")
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically) so the output it produced can be rebuilt."""
+    from onlyif.io import write_text_atomic
+
+    write_text_atomic(path, cfg.to_yaml())

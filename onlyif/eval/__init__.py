@@ -1,0 +1,1 @@
+"""onlyif.eval"""

@@ -1,0 +1,33 @@
+"""Starting or joining Ray quietly: a local cluster by default, an existing one when ``RAY_ADDRESS`` is set."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
+    """Connect to ``RAY_ADDRESS`` if set, else start a quiet local Ray (no dashboard, no driver log spam).
+
+    Idempotent: does nothing when Ray is already initialized in this process.
+    """
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = False
+    ctx.enable_operator_progress_bars = False
+
+
+def cluster_cpus() -> int:
+    """Total CPUs the connected Ray cluster advertises."""
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 0))

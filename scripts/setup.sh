@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create .venv in the repo root and install onlyif (editable) with its dev extra.
+# Torch comes first: the CPU build (TORCH_SPEC, default torch==2.13.0) without a GPU, the default CUDA build with one.
+# Re-running is fast: nothing is reinstalled while pyproject.toml and this script are unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+stamp="$VENV/.onlyif-installed"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import onlyif" 2>/dev/null; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+pip install --upgrade pip
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  echo "setup: GPU found, installing the CUDA build of torch"
+  pip install "${TORCH_GPU_SPEC:-torch}"
+else
+  echo "setup: no GPU, installing the CPU build of torch (${TORCH_SPEC:-torch==2.13.0})"
+  pip install "${TORCH_SPEC:-torch==2.13.0}"
+fi
+echo "setup: installing onlyif and its dependencies into $VENV"
+pip install -e ".[dev]"
+echo "$want" > "$stamp"
+echo "setup: done ($("$VENV/bin/onlyif" --version))"

@@ -1,0 +1,31 @@
+"""Shared fixtures: one real local Ray cluster per test session, quiet and lean."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.pop("RAY_ADDRESS", None)
+
+# Logical CPUs of the test cluster: more than the 2 physical cores so that Ray Data tasks can run
+# beside 2 Ray Train workers (a 2-CPU cluster with 2 one-CPU workers would leave Ray Data no slot).
+TEST_CLUSTER_CPUS = 4
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster shared by all tests of the session."""
+    import ray
+
+    from onlyif.ray_utils import init_ray
+
+    init_ray(num_cpus=TEST_CLUSTER_CPUS, progress=False)
+    yield ray
+    ray.shutdown()
