@@ -41,8 +41,10 @@ def _int_range(value: Any) -> Any:
         raise ValueError("must be an integer or [min, max]")
     if isinstance(value, int):
         return (value, value)
-    if isinstance(value, list | tuple) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         lo, hi = value
         if lo > hi:

@@ -22,8 +22,10 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
             ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = progress
+    ctx.enable_operator_progress_bars = progress
     ctx.print_on_execution_start = False
-    ctx.enable_operator_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def cluster_cpus() -> int:

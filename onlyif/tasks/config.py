@@ -95,6 +95,12 @@ class TaskConfig(Config):
                 f"pattern_length: max must be <= the shortest input_length {self.input_length[0]} "
                 f"(got {list(self.pattern_length)})"
             )
+        for where, fams in (("families", self.families), ("test_domain.families", self._domain_families())):
+            for f in fams:
+                if f.k is not None and f.k[1] > self.pattern_length[1]:
+                    raise ValueError(
+                        f"{where}: {f.name} k={_fmt(f.k)} exceeds the longest pattern_length {self.pattern_length[1]}"
+                    )
         total = sum(f.share for f in self.families)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"families: shares must sum to 1 (got {total:g})")
@@ -110,6 +116,9 @@ class TaskConfig(Config):
                             f"{f.name} k={_fmt(f.k)}; a held-out domain must be disjoint from training"
                         )
         return self
+
+    def _domain_families(self) -> list[FamilyConfig]:
+        return [] if self.test_domain is None else self.test_domain.families
 
     @property
     def train_size(self) -> int:
