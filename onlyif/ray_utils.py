@@ -15,7 +15,7 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
     from ray.data import DataContext
 
     if not ray.is_initialized():
-        kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+        kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
         if os.environ.get("RAY_ADDRESS"):
             ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
         else:

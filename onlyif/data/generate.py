@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from onlyif.config import save_config
+from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import atomic_dir, library_versions, write_json_atomic, write_text_atomic
 from onlyif.tasks.config import TaskConfig
 from onlyif.tasks.examples import generate_chunk, table_digest
@@ -38,7 +39,11 @@ def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str) -> dict[st
     plan: DatasetPlan = ray.get(plan) if isinstance(plan, ray.ObjectRef) else plan
     stats = []
     for split, chunk, start, stop in zip(batch["split"], batch["chunk"], batch["start"], batch["stop"], strict=True):
-        table = generate_chunk(plan.splits[str(split)], plan.seed, int(chunk), int(start), int(stop))
+        try:
+            table = generate_chunk(plan.splits[str(split)], plan.seed, int(chunk), int(start), int(stop))
+        except OnlyIfError as exc:  # handed back as data: Ray would wrap it beyond recognition
+            stats.append(json.dumps({"error": str(exc), "config_error": isinstance(exc, ConfigError)}))
+            continue
         pq.write_table(table, Path(root) / str(split) / part_name(int(chunk)), compression="snappy")
         families = Counter(
             f"{d}/k={k}" for d, k in zip(table["domain"].to_pylist(), table["k"].to_pylist(), strict=True)
@@ -158,7 +163,10 @@ def generate_dataset(
         stats = []
         with tqdm(total=len(jobs), desc="generate", unit="part", disable=not progress, leave=False) as bar:
             for row in ds.iter_rows():
-                stats.append(json.loads(row["stats"]))
+                stat = json.loads(row["stats"])
+                if "error" in stat:
+                    raise (ConfigError if stat["config_error"] else OnlyIfError)(stat["error"])
+                stats.append(stat)
                 bar.update(1)
         manifest = _manifest(cfg, plan, stats, time.perf_counter() - start)
         save_config(cfg, tmp / "config.yaml")

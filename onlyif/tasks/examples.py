@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
-from onlyif.errors import OnlyIfError
+from onlyif.errors import ConfigError
 from onlyif.tasks.plan import SPLITS, SplitPlan, rng_for
 from onlyif.tasks.rules import FAMILIES, letters_to_strings
 
@@ -136,7 +136,7 @@ def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: in
         inp[bad] = rng.integers(0, split.alphabet_size, (len(bad), hi), dtype=np.uint8)
         first[bad] = leftmost(inp[bad], lengths[bad], x[bad], x_len[bad])
     else:
-        raise OnlyIfError(
+        raise ConfigError(
             f"{split.name}: cannot build no-op inputs (x keeps occurring in random inputs); "
             f"use a larger alphabet_size or longer pattern_length, or noop_share 0"
         )

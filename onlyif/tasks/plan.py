@@ -63,11 +63,11 @@ def _allocate(total: int, shares: list[float]) -> list[int]:
 
 
 def _rules_for(
-    rng: np.random.Generator, families: list[FamilyConfig], n: int, cfg: TaskConfig, taken: set[str]
+    split: str, rng: np.random.Generator, families: list[FamilyConfig], n: int, cfg: TaskConfig, taken: set[str]
 ) -> RuleTable:
     counts = _allocate(n, [f.share for f in families])
     tables = [
-        sample_rules(rng, fam, c, cfg.alphabet_size, cfg.pattern_length, taken)
+        sample_rules(rng, fam, c, cfg.alphabet_size, cfg.pattern_length, taken, split=split)
         for fam, c in zip(families, counts, strict=True)
         if c > 0
     ]
@@ -94,15 +94,15 @@ def build_plan(cfg: TaskConfig) -> DatasetPlan:
     seed = cfg.seed
     rule_rng = rng_for(seed, _STREAM["rules"])
     taken: set[str] = set()
-    train_rules = _rules_for(rule_rng, cfg.families, cfg.instructions, cfg, taken)
+    train_rules = _rules_for("train", rule_rng, cfg.families, cfg.instructions, cfg, taken)
     split_rules = {"train": train_rules, "test_seen": train_rules}
     if cfg.test_unseen > 0:
         n_unseen = cfg.test_unseen_instructions or min(cfg.test_unseen, 10_000)
-        split_rules["test_unseen"] = _rules_for(rule_rng, cfg.families, n_unseen, cfg, taken)
+        split_rules["test_unseen"] = _rules_for("test_unseen", rule_rng, cfg.families, n_unseen, cfg, taken)
     if cfg.test_domain is not None:
         dom = cfg.test_domain
         n_dom = dom.instructions or min(dom.examples, 10_000)
-        split_rules["test_domain"] = _rules_for(rule_rng, dom.families, n_dom, cfg, taken)
+        split_rules["test_domain"] = _rules_for("test_domain", rule_rng, dom.families, n_dom, cfg, taken)
 
     plan = DatasetPlan(seed=seed)
     next_id = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from onlyif.errors import OnlyIfError
+from onlyif.errors import ConfigError
 from onlyif.tasks.config import FamilyConfig
 
 FAMILIES = ("random", "repeated", "periodic", "mirrored")
@@ -115,6 +115,7 @@ def sample_rules(
     pattern_length: tuple[int, int],
     taken: set[str],
     max_rounds: int = 64,
+    split: str = "train",
 ) -> RuleTable:
     """Draw ``n`` distinct rules of ``family`` whose ``x→y`` key is not in ``taken`` (which is updated)."""
     width = pattern_length[1]
@@ -149,9 +150,9 @@ def sample_rules(
         have += len(keep)
     if have < n:
         k_text = "" if family.k is None else f", k {list(family.k)}"
-        raise OnlyIfError(
-            f"cannot draw {n} distinct rules of family {family.name!r} (alphabet_size {alphabet_size}, "
-            f"pattern_length {list(pattern_length)}{k_text}): only {have} exist or were found; "
-            f"use a larger alphabet or longer patterns"
+        raise ConfigError(
+            f"{split}: cannot draw {n} distinct new rules of family {family.name!r} (alphabet_size "
+            f"{alphabet_size}, pattern_length {list(pattern_length)}{k_text}): only {have} found; "
+            f"use a larger alphabet_size, longer pattern_length or fewer instructions"
         )
     return RuleTable.concat(parts, width)

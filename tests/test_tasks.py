@@ -1,0 +1,201 @@
+"""The pure rewrite-task engine: semantics against ``str.replace``, families, frequencies, splits, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from onlyif.config import validate_config
+from onlyif.errors import ConfigError
+from onlyif.tasks.config import TaskConfig
+from onlyif.tasks.examples import generate_chunk, leftmost, table_digest
+from onlyif.tasks.frequency import examples_per_rule, power_law_probs
+from onlyif.tasks.plan import build_plan
+from onlyif.tasks.rules import family_patterns
+from onlyif.tasks.tokenizer import EOS_ID, CharTokenizer
+
+
+def make(**kw) -> TaskConfig:
+    return validate_config(TaskConfig, kw)
+
+
+def split_rows(cfg: TaskConfig, split: str) -> dict[str, list]:
+    sp = build_plan(cfg).splits[split]
+    return generate_chunk(sp, cfg.seed, 0, 0, len(sp)).to_pydict()
+
+
+family_configs = st.sampled_from(
+    [
+        [{"name": "random"}],
+        [{"name": "repeated", "k": [1, 2]}],
+        [{"name": "periodic", "k": [1, 2]}],
+        [{"name": "mirrored", "k": [1, 2]}],
+        [{"name": "random", "share": 0.5}, {"name": "periodic", "share": 0.5, "k": 2}],
+    ]
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    alphabet=st.integers(4, 8),
+    input_len=st.tuples(st.integers(6, 14), st.integers(0, 6)),
+    pattern=st.tuples(st.integers(3, 4), st.integers(0, 2)),
+    noop=st.sampled_from([0.0, 0.2, 0.5, 1.0]),
+    families=family_configs,
+    seed=st.integers(0, 10_000),
+)
+def test_every_row_matches_the_reference_rewrite(alphabet, input_len, pattern, noop, families, seed):
+    lo, extra = input_len
+    cfg = make(
+        seed=seed,
+        alphabet_size=alphabet,
+        input_length=[lo, lo + extra],
+        pattern_length=[pattern[0], pattern[0] + pattern[1]],
+        noop_share=noop,
+        instructions=20,
+        budget=300,
+        families=families,
+        test_seen=50,
+        test_unseen=50,
+    )
+    for split in ("train", "test_seen", "test_unseen"):
+        d = split_rows(cfg, split)
+        for x, y, xi, out, is_noop in zip(d["rule_x"], d["rule_y"], d["input"], d["output"], d["noop"], strict=True):
+            assert out == xi.replace(x, y, 1)
+            assert is_noop == (x not in xi)
+            assert x != y
+            assert lo <= len(xi) <= lo + extra
+            assert pattern[0] <= len(x) <= pattern[0] + pattern[1]
+        assert np.mean(d["noop"]) == pytest.approx(noop, abs=1 / len(d["noop"]))
+
+
+def test_leftmost_matches_str_find_on_overlapping_patterns():
+    rng = np.random.default_rng(0)
+    inp = rng.integers(0, 2, (2000, 12), dtype=np.uint8)  # tiny alphabet: many overlapping occurrences
+    pat = rng.integers(0, 2, (2000, 3), dtype=np.uint8)
+    lengths = rng.integers(5, 13, 2000)
+    pat_len = rng.integers(1, 4, 2000)
+    got = leftmost(inp, lengths, pat, pat_len)
+    for r in range(2000):
+        text = "".join(chr(97 + c) for c in inp[r, : lengths[r]])
+        needle = "".join(chr(97 + c) for c in pat[r, : pat_len[r]])
+        assert got[r] == text.find(needle)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_family_patterns_have_their_structure(k):
+    rng = np.random.default_rng(k)
+    ks = np.full(200, k)
+    width = 12
+    rep = family_patterns(rng, "repeated", ks, 6, width)
+    per = family_patterns(rng, "periodic", ks, 6, width)
+    mir = family_patterns(rng, "mirrored", ks, 6, width)
+    for j in range(width):
+        run, prev_run = j // k, (j - 1) // k
+        if j > 0 and run == prev_run:
+            assert (rep[:, j] == rep[:, j - 1]).all()  # inside a run: same letter
+        if j > 0 and run != prev_run:
+            assert (rep[:, j] != rep[:, j - 1]).all()  # neighbouring runs differ
+        if j >= k:
+            assert (per[:, j] == per[:, j - k]).all()
+        m = j % (2 * k)
+        if m >= k:
+            assert (mir[:, j] == mir[:, j - (2 * m - 2 * k + 1)]).all()  # the mirror image of the block
+    assert len({bytes(r) for r in rep}) > 100  # and they are still random
+
+
+def test_domain_rules_are_structured_in_the_data():
+    cfg = make(
+        alphabet_size=6,
+        input_length=16,
+        pattern_length=6,
+        instructions=30,
+        budget=300,
+        families=[{"name": "repeated", "share": 0.5, "k": 3}, {"name": "mirrored", "share": 0.5, "k": 2}],
+        test_domain={"families": [{"name": "periodic", "k": 2}], "examples": 60},
+    )
+    for split in ("train", "test_domain"):
+        d = split_rows(cfg, split)
+        for x, y, dom, k in zip(d["rule_x"], d["rule_y"], d["domain"], d["k"], strict=True):
+            for s in (x, y):
+                if dom == "repeated":
+                    assert s == "".join(c * 3 for c in s[::3])
+                elif dom == "mirrored":
+                    assert s == (s[:2] + s[:2][::-1]) * 1 + s[:2]
+                elif dom == "periodic":
+                    assert k == 2 and s == s[:2] * 3
+                else:
+                    pytest.fail(f"unexpected domain {dom}")
+    assert set(split_rows(cfg, "test_domain")["domain"]) == {"periodic"}
+
+
+def test_power_law_frequencies_match_the_configured_alpha():
+    n, total, alpha = 50, 40_000, 0.3
+    counts = examples_per_rule(n, total, alpha, np.random.default_rng(1))
+    assert counts.sum() == total and counts.min() >= 1
+    expected = 1 + (total - n) * power_law_probs(n, alpha)
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
+    assert stats.chisquare(counts, np.full(n, total / n)).pvalue < 1e-6  # clearly not uniform
+    assert stats.chisquare(counts, 1 + (total - n) * power_law_probs(n, 0.6)).pvalue < 1e-6  # nor another alpha
+
+
+def test_uniform_counts_are_exact():
+    counts = examples_per_rule(7, 100)
+    assert counts.sum() == 100 and counts.max() - counts.min() == 1
+
+
+def test_splits_are_disjoint_and_sized_as_configured():
+    cfg = make(
+        alphabet_size=5,
+        input_length=10,
+        pattern_length=3,
+        instructions=40,
+        budget=800,
+        test_seen=100,
+        test_unseen=120,
+        test_unseen_instructions=60,
+        families=[{"name": "random", "share": 0.5}, {"name": "repeated", "share": 0.5, "k": [1, 2]}],
+        test_domain={"families": [{"name": "periodic", "k": [1, 2]}], "examples": 50},
+    )
+    plan = build_plan(cfg)
+    assert {n: len(s) for n, s in plan.splits.items()} == {
+        "train": 800,
+        "test_seen": 100,
+        "test_unseen": 120,
+        "test_domain": 50,
+    }
+    keys = {n: set(s.rules.keys()) for n, s in plan.splits.items()}
+    assert len(keys["train"]) == 40 and len(keys["test_unseen"]) == 60
+    assert not keys["train"] & keys["test_unseen"]
+    assert not keys["train"] & keys["test_domain"] and not keys["test_unseen"] & keys["test_domain"]
+    assert set(plan.splits["test_seen"].rules.keys()) == keys["train"]
+    assert len(np.unique(plan.splits["train"].assign)) == 40  # every rule appears at least once
+    ids = {n: set(s.rule_ids[np.unique(s.assign)]) for n, s in plan.splits.items()}
+    assert ids["test_seen"] <= ids["train"] and not ids["train"] & ids["test_unseen"]
+
+
+def test_generation_is_deterministic_and_seed_dependent():
+    cfg = make(alphabet_size=6, input_length=[8, 12], pattern_length=[2, 4], instructions=20, budget=500)
+    a = table_digest(generate_chunk(build_plan(cfg).splits["train"], 0, 0, 0, 500))
+    b = table_digest(generate_chunk(build_plan(cfg).splits["train"], 0, 0, 0, 500))
+    c = table_digest(generate_chunk(build_plan(make(**{**cfg.to_dict(), "seed": 1})).splits["train"], 1, 0, 0, 500))
+    assert a == b != c
+
+
+def test_impossible_rule_counts_are_a_config_error():
+    with pytest.raises(ConfigError, match="train: cannot draw 10 distinct new rules"):
+        build_plan(make(alphabet_size=2, input_length=4, pattern_length=1, instructions=10, budget=10))
+
+
+def test_tokenizer_round_trip_and_prompt_format():
+    tok = CharTokenizer()
+    prompt = tok.encode_prompt("ab", "ca", "bbabb")
+    response = tok.encode_response("bbcab")
+    assert tok.decode(prompt) == "ab→ca|bbabb=" and prompt[0] == tok.bos_id
+    assert response[-1] == EOS_ID and tok.decode(response + [7, 7]) == "bbcab"
+    assert [a.tolist() for a in tok.encode_letters(["abc"])] == [tok.encode("abc")]
+    with pytest.raises(ValueError, match="not in the task vocabulary"):
+        tok.encode("A")
