@@ -1,0 +1,298 @@
+"""``run_training``: Ray Train ``TorchTrainer`` + DeepSpeed on a dataset directory, into a run directory.
+
+Run directory layout::
+
+    RUN_DIR/config.yaml        the resolved TrainConfig        RUN_DIR/run.json      data path, versions, outcome
+    RUN_DIR/metrics.jsonl      one line per report             RUN_DIR/mlflow.db     default MLflow store
+    RUN_DIR/ray_train/         Ray Train storage (checkpoint_*/ with DeepSpeed engine states)
+    RUN_DIR/model/             final HF ``save_pretrained`` export + tokenizer
+    RUN_DIR/eval/              final exact-match summaries and failure samples per split
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onlyif.config import save_config
+from onlyif.errors import ConfigError, OnlyIfError
+from onlyif.io import library_versions, write_json_atomic
+from onlyif.train.config import TrainConfig
+from onlyif.train.data import CharCodec, Codec, dataset_kind, join_examples, read_rows, split_files
+from onlyif.train.loop import HF_EXPORT, total_optimizer_steps, train_loop
+
+RAY_RUN_NAME = "ray_train"
+
+
+@dataclass
+class TrainOutcome:
+    """What a finished training run produced."""
+
+    metrics: dict[str, float]
+    """Final metrics: ``train_loss``, ``<split>/exact_match`` (+ ``_applied``, ``_noop``, breakdowns), ..."""
+    history: list[dict[str, Any]]
+    """One dict per epoch (as reported)."""
+    model_dir: Path
+    checkpoint_dir: Path | None
+    train_seconds: float
+    run_dir: Path = field(default=Path("."))
+
+
+class _Tokenize:
+    """Ray Data ``map_batches``: rows → ``input_ids`` (prompt+response) and ``prompt_len``."""
+
+    def __init__(self, codec: Codec, max_length: int, truncate: bool) -> None:
+        self.codec, self.max_length, self.truncate = codec, max_length, truncate
+
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        import pyarrow as pa
+
+        rows = {k: list(v) for k, v in batch.items()}
+        prompts, responses = self.codec.encode(rows)
+        seqs, plens = join_examples(
+            prompts,
+            responses,
+            self.max_length,
+            self.truncate,
+            lambda i: f"prompt {self.codec.prompt_texts(rows)[i]!r}",
+        )
+        return pa.table(
+            {
+                "input_ids": pa.array([s.tolist() for s in seqs], type=pa.list_(pa.int32())),
+                "prompt_len": pa.array(plens, type=pa.int32()),
+            }
+        )
+
+
+def _check_resources(cfg: TrainConfig) -> None:
+    """Refuse scaling the cluster cannot place (instead of waiting forever for workers)."""
+    import ray
+
+    total = ray.cluster_resources()
+    s = cfg.scaling
+    need = {"CPU": s.num_workers * s.worker_cpus}
+    for name, amount in (s.resources_per_worker or {}).items():
+        if name != "CPU":
+            need[name] = need.get(name, 0) + s.num_workers * amount
+    if s.use_gpu:
+        need.setdefault("GPU", float(s.num_workers))
+    for name, amount in need.items():
+        have = float(total.get(name, 0))
+        if amount > have + 1e-9:
+            per = amount / s.num_workers
+            raise ConfigError(
+                f"scaling.num_workers: {s.num_workers} workers × {per:g} {name} need {amount:g} {name} but the Ray "
+                f"cluster has {have:g}; lower scaling.num_workers or scaling.resources_per_worker"
+            )
+
+
+def _max_length(cfg: TrainConfig) -> int:
+    if cfg.data.max_length is not None:
+        return cfg.data.max_length
+    if cfg.model.pretrained is None:
+        return cfg.model.n_positions
+    from transformers import AutoConfig
+
+    from onlyif.train.model import max_positions
+
+    return max_positions(AutoConfig.from_pretrained(cfg.model.pretrained)) or 2048
+
+
+def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> tuple[list[Any], int]:
+    """Tokenized train split, materialized in file order and split into equal per-worker shards (deterministic)."""
+    import ray.data
+    from ray.exceptions import RayTaskError
+
+    files = split_files(data_dir, "train")
+    cols = ["rule_x", "rule_y", "input", "output"] if kind == "synthetic" else ["prompt", "response"]
+    ds = ray.data.read_parquet([str(f) for f in files], columns=cols, override_num_blocks=max(len(files), 2))
+    ds.context.execution_options.preserve_order = True
+    ds = ds.map_batches(
+        _Tokenize(codec, _max_length(cfg), truncate=kind == "text"), batch_format="numpy", batch_size=4096
+    )
+    try:
+        ds = ds.materialize()
+    except RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), OnlyIfError) else None
+        if cause is not None:
+            raise OnlyIfError(f"{data_dir / 'train'}: {cause}") from None
+        raise
+    rows = ds.count()
+    per_worker = rows // cfg.scaling.num_workers
+    if per_worker == 0:
+        raise OnlyIfError(f"{data_dir / 'train'}: {rows} usable rows for {cfg.scaling.num_workers} workers")
+    return ds.split(cfg.scaling.num_workers, equal=True), per_worker
+
+
+def _eval_items(cfg: TrainConfig, data_dir: Path, codec: Codec, max_length: int) -> dict[str, list[dict]]:
+    from onlyif.eval.exact_match import eval_items
+
+    present = [s for s in cfg.eval.splits if (data_dir / s).is_dir()]
+    if cfg.eval.splits and not present:
+        raise OnlyIfError(f"--data {data_dir}: none of the eval splits {cfg.eval.splits} is present")
+    out = {}
+    for split in present:
+        items = eval_items(codec, read_rows(data_dir, split, cfg.eval.max_examples))
+        longest = max((len(it["prompt_ids"]) + it["budget"] for it in items), default=0)
+        if longest > max_length:
+            raise OnlyIfError(f"{data_dir / split}: examples need {longest} positions, the model has {max_length}")
+        out[split] = items
+    return out
+
+
+def _shard_config(shards: list[Any]) -> Any:
+    from ray.train import DataConfig
+
+    class FixedShards(DataConfig):
+        """Hands worker i the i-th precomputed equal split (the same rows on every restart and resume)."""
+
+        def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # noqa: ANN001
+            if world_size != len(shards):
+                raise ValueError(f"{len(shards)} data shards for {world_size} workers")
+            return [{name: shards[i].iterator() for name in datasets} for i in range(world_size)]
+
+    return FixedShards()
+
+
+def _prepare_run_dir(out: Path, resume: bool) -> None:
+    ray_dir = out / RAY_RUN_NAME
+    if resume:
+        if not ray_dir.is_dir():
+            raise OnlyIfError(f"--resume {out}: no earlier run found there ({ray_dir} missing)")
+        return
+    if out.exists() and not out.is_dir():
+        raise OnlyIfError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise OnlyIfError(
+            f"--out {out}: directory exists and is not empty (resume it with --resume, or pick a new one)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_training(
+    cfg: TrainConfig,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    callbacks: list | None = None,
+    experiment_name: str | None = None,
+) -> TrainOutcome:
+    """Train ``cfg`` on ``DATA/train`` with Ray Train + DeepSpeed, evaluating exact match on the test splits.
+
+    ``resume=True`` continues the run in ``out_dir`` from its latest checkpoint. ``callbacks`` are extra Ray Train
+    ``RunConfig`` callbacks (e.g. Tune's ``TuneReportCallback`` when called inside a Tune trial).
+    ``experiment_name`` names the MLflow experiment (default ``cfg.mlflow_experiment``).
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from onlyif.ray_utils import init_ray
+    from onlyif.train.model import check_model_dir, load_codec
+    from onlyif.train.tracking import MetricsCallback, end_mlflow_run, read_history, start_mlflow_run
+
+    data = Path(data_dir).resolve()
+    out = Path(out_dir).resolve()
+    kind = dataset_kind(data, "train")
+    if cfg.model.pretrained is not None:
+        check_model_dir(cfg.model.pretrained)
+    codec = load_codec(cfg.model.pretrained, cfg.data)
+    if kind == "text" and isinstance(codec, CharCodec):
+        raise ConfigError(
+            f"model.pretrained: {data / 'train'} holds prompt/response text; the from-scratch GPT-2 reads only the "
+            "synthetic task — give a pretrained HF model directory"
+        )
+    init_ray()
+    _check_resources(cfg)
+    _prepare_run_dir(out, resume)
+    save_config(cfg, out / "config.yaml")
+    write_json_atomic(out / "run.json", {"data": str(data), "kind": kind, "versions": library_versions()})
+
+    max_length = _max_length(cfg)
+    shards, per_worker = _train_shards(cfg, data, codec, kind)
+    eval_items = _eval_items(cfg, data, codec, max_length)
+    total_steps = total_optimizer_steps(per_worker, cfg)
+    if total_steps < 1:
+        raise OnlyIfError(
+            f"{data / 'train'}: {per_worker} rows per worker make no optimizer step at batch_size {cfg.batch_size} × "
+            f"grad_accum {cfg.optim.grad_accum}"
+        )
+
+    mlflow_uri = run_id = None
+    if cfg.mlflow:
+        mlflow_uri = cfg.mlflow_tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
+        run_id = start_mlflow_run(
+            mlflow_uri, experiment_name or cfg.mlflow_experiment, out, out.name, cfg.to_dict() | {"data": str(data)}
+        )
+
+    s = cfg.scaling
+    resources = dict(s.resources_per_worker or {"CPU": 1.0, **({"GPU": 1.0} if s.use_gpu else {})})
+    ck = cfg.checkpoint
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "cfg": cfg.to_dict(),
+            "codec": codec,
+            "eval_items": eval_items,
+            "rows_per_worker": per_worker,
+            "total_steps": total_steps,
+        },
+        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=RAY_RUN_NAME,
+            storage_path=str(out),
+            failure_config=FailureConfig(max_failures=2),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=ck.keep,
+                checkpoint_score_attribute=ck.metric,
+                checkpoint_score_order=ck.mode,
+            ),
+            callbacks=[MetricsCallback(out, mlflow_uri, run_id), *(callbacks or [])],
+        ),
+        datasets={"train": shards[0]},
+        dataset_config=_shard_config(shards),
+    )
+    t0 = time.perf_counter()
+    ok = False
+    try:
+        result = trainer.fit()
+        ok = True
+    finally:
+        if run_id is not None:
+            end_mlflow_run(mlflow_uri, run_id, ok)
+    seconds = time.perf_counter() - t0
+
+    ckpt_path = Path(result.checkpoint.path) if result.checkpoint is not None else None
+    if ckpt_path is None or not (ckpt_path / HF_EXPORT / "config.json").is_file():
+        raise OnlyIfError(f"{out}: training finished without a final checkpoint holding the exported model")
+    model_dir = _publish(ckpt_path, out)
+    history = read_history(out)
+    final = dict(result.metrics or {})
+    metrics = {k: float(v) for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    write_json_atomic(
+        out / "run.json", {"data": str(data), "kind": kind, "versions": library_versions(), "final": metrics}
+    )
+    return TrainOutcome(
+        metrics=metrics,
+        history=history,
+        model_dir=model_dir,
+        checkpoint_dir=ckpt_path,
+        train_seconds=seconds,
+        run_dir=out,
+    )
+
+
+def _publish(ckpt: Path, out: Path) -> Path:
+    """Copy the final checkpoint's HF export to ``RUN_DIR/model`` and its eval files to ``RUN_DIR/eval``."""
+    from onlyif.io import atomic_dir
+
+    with atomic_dir(out / "model", overwrite=True) as tmp:
+        shutil.copytree(ckpt / HF_EXPORT, tmp, dirs_exist_ok=True)
+    if (ckpt / "eval").is_dir():
+        with atomic_dir(out / "eval", overwrite=True) as tmp:
+            shutil.copytree(ckpt / "eval", tmp, dirs_exist_ok=True)
+    return out / "model"

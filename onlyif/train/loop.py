@@ -1,0 +1,291 @@
+"""The Ray Train worker loop: a DeepSpeed engine fed by a Ray Data shard, evaluated and checkpointed every epoch.
+
+The loop reads only its ``config`` (built by :func:`onlyif.train.api.run_training`):
+
+* ``cfg`` — the :class:`TrainConfig` as a dict;
+* ``codec`` — the tokenizer codec; ``eval_items`` — {split: items} decoded after evaluated epochs;
+* ``rows_per_worker`` and ``total_steps`` — fixed by the driver so every worker runs the same number of steps.
+
+Each epoch ends with ``ray.train.report(metrics, checkpoint=...)``: every worker saves its DeepSpeed engine
+checkpoint (ZeRO shards included) into a local folder that Ray persists into one checkpoint directory; rank 0 adds
+``train_state.json``, the evaluation failures (``eval/<split>.jsonl``) and, after the last epoch, ``hf_model/``
+(a ``save_pretrained`` export). A restarted worker group or a resumed run loads the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from onlyif.train.config import TrainConfig
+from onlyif.train.data import bucket, collate
+from onlyif.train.ds_config import build_ds_config, lr_factor
+
+ENGINE_TAG = "engine"
+HF_EXPORT = "hf_model"
+STATE_FILE = "train_state.json"
+
+
+def micro_batches_per_epoch(rows_per_worker: int, cfg: TrainConfig) -> int:
+    """Micro-batches each worker runs per epoch: whole optimizer steps only (a partial accumulation is dropped)."""
+    return (math.ceil(rows_per_worker / cfg.batch_size) // cfg.optim.grad_accum) * cfg.optim.grad_accum
+
+
+def total_optimizer_steps(rows_per_worker: int, cfg: TrainConfig) -> int:
+    steps = micro_batches_per_epoch(rows_per_worker, cfg) // cfg.optim.grad_accum * cfg.epochs
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only (not biases, norms)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _init_deepspeed(cfg: TrainConfig) -> Any:
+    import deepspeed
+    import deepspeed.comm.torch as ds_torch
+
+    if not cfg.scaling.use_gpu:
+        ds_torch.build_shm_op = lambda: None  # skip the ~30 s shm JIT build; gloo does the CPU collectives
+    deepspeed.init_distributed(dist_backend="nccl" if cfg.scaling.use_gpu else "gloo")
+    return deepspeed
+
+
+class _Collate:
+    """Ray Data collate: one prefetched chunk of rows → length-bucketed, padded micro-batches (numpy)."""
+
+    def __init__(self, batch_size: int, pad_id: int) -> None:
+        self.batch_size, self.pad_id = batch_size, pad_id
+
+    def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        import torch
+
+        seqs, plens = batch["input_ids"], batch["prompt_len"]
+        lengths = [len(s) for s in seqs]
+        out = []
+        for idx in bucket(lengths, self.batch_size):
+            arrays = collate([seqs[i] for i in idx], [plens[i] for i in idx], self.pad_id)
+            out.append({k: torch.from_numpy(v) for k, v in arrays.items()})
+        return out
+
+
+def _full_state_dict(engine: Any, zero_stage: int) -> dict[str, Any]:
+    """Full fp32 weights on CPU on every rank (ZeRO-3 gathers its partitions; a collective on all ranks)."""
+    import deepspeed
+    import torch
+
+    def grab() -> dict[str, Any]:
+        return {k: v.detach().to(torch.float32, copy=True).cpu() for k, v in engine.module.state_dict().items()}
+
+    if zero_stage == 3:
+        with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+            return grab()
+    return grab()
+
+
+def _eval_model(engine: Any, cfg: TrainConfig, state: dict[str, Any] | None) -> Any:
+    """The model to decode with: the engine's module, or (ZeRO-3) an unpartitioned copy built from ``state``."""
+    if state is None:
+        return engine.module
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(engine.module.config)
+    model.load_state_dict(state, strict=False)
+    return model.to(next(engine.module.parameters()).device)
+
+
+def _evaluate(engine: Any, cfg: TrainConfig, codec: Any, eval_items: dict, state: dict | None) -> tuple[dict, dict]:
+    """Exact match on every eval split, decoding rank-strided slices and gathering records on all ranks."""
+    import ray.train
+    import torch.distributed as dist
+
+    from onlyif.eval.exact_match import flat_metrics, generate_records, summarize
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    model = _eval_model(engine, cfg, state)
+    metrics, summaries = {}, {}
+    for split, items in eval_items.items():
+        mine = list(range(rank, len(items), world))
+        records = generate_records(model, codec, [items[i] for i in mine], cfg.eval.batch_size)
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, list(zip(mine, records, strict=True)))
+        merged = [rec for _, rec in sorted(pair for part in gathered for pair in part)]
+        summaries[split] = summarize(merged, cfg.eval.failures)
+        metrics.update(flat_metrics(split, summaries[split]))
+    return metrics, summaries
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train ``train_loop_per_worker``."""
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from onlyif.train.model import build_model, save_codec
+
+    cfg = TrainConfig.model_validate(config["cfg"], strict=False)
+    codec = config["codec"]
+    torch.set_num_threads(cfg.scaling.torch_threads)
+    deepspeed = _init_deepspeed(cfg)
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model)
+    total_steps = config["total_steps"]
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=param_groups(model, cfg.optim.weight_decay),
+        config=build_ds_config(cfg, total_steps),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+            opt, functools.partial(lr_factor, cfg=cfg, total_steps=total_steps)
+        ),
+    )
+
+    start_epoch, history_tokens = 0, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            _, client = engine.load_checkpoint(ckpt_dir, tag=ENGINE_TAG)
+        start_epoch, history_tokens = client["epoch"], client["tokens"]
+
+    shard = ray.train.get_dataset_shard("train")
+    micro_per_epoch = micro_batches_per_epoch(config["rows_per_worker"], cfg)
+    chunk = cfg.batch_size * cfg.data.bucket_batches
+    collate_fn = _Collate(cfg.batch_size, codec.pad_id)
+    last_epoch = cfg.epochs - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        if engine.global_steps >= total_steps:
+            break
+        engine.train()
+        rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 101 + rank)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        tokens, micro, t0 = 0, 0, time.perf_counter()
+        log_loss, log_micro, log_tokens, log_t0 = torch.zeros((), dtype=torch.float64), 0, 0, t0
+        for chunk_batches in shard.iter_torch_batches(
+            batch_size=chunk,
+            collate_fn=collate_fn,
+            local_shuffle_buffer_size=min(cfg.data.shuffle_buffer, config["rows_per_worker"]),
+            local_shuffle_seed=cfg.seed * 7919 + epoch * 31 + rank,
+            prefetch_batches=2,
+        ):
+            order = torch.randperm(len(chunk_batches), generator=rng).tolist()
+            for j in order:
+                if micro >= micro_per_epoch or engine.global_steps >= total_steps:
+                    break
+                batch = {k: v.to(device) for k, v in chunk_batches[j].items()}
+                loss = engine(**batch).loss
+                engine.backward(loss)
+                engine.step()
+                micro += 1
+                n_tok = int(batch["attention_mask"].sum())
+                tokens += n_tok
+                loss_sum += loss.detach().double().cpu()
+                log_loss += loss.detach().double().cpu()
+                log_micro += 1
+                log_tokens += n_tok
+                if (
+                    cfg.log_every_steps
+                    and micro % cfg.optim.grad_accum == 0
+                    and engine.global_steps % cfg.log_every_steps == 0
+                ):
+                    now = time.perf_counter()
+                    stats = _allreduce([log_loss.item(), log_micro, log_tokens], dist)
+                    ray.train.report(
+                        {
+                            "kind": "step",
+                            "epoch": epoch + 1,
+                            "step": engine.global_steps,
+                            "train_loss": stats[0] / max(stats[1], 1),
+                            "tokens_per_s": stats[2] / max(now - log_t0, 1e-9),
+                            "lr": engine.get_lr()[0],
+                        }
+                    )
+                    log_loss.zero_()
+                    log_micro, log_tokens, log_t0 = 0, 0, time.perf_counter()
+        train_seconds = time.perf_counter() - t0
+        loss_total, micro_total, tokens_total = _allreduce([loss_sum.item(), micro, tokens], dist)
+        history_tokens += int(tokens_total)
+        final = epoch == last_epoch or engine.global_steps >= total_steps
+        metrics: dict[str, Any] = {
+            "kind": "epoch",
+            "epoch": epoch + 1,
+            "step": engine.global_steps,
+            "train_loss": loss_total / max(micro_total, 1),
+            "tokens_per_s": tokens_total / max(train_seconds, 1e-9),
+            "tokens": history_tokens,
+            "lr": engine.get_lr()[0],
+            "epoch_seconds": train_seconds,
+        }
+        evaluate = config["eval_items"] and (
+            final or (cfg.eval.every_epochs and (epoch + 1) % cfg.eval.every_epochs == 0)
+        )
+        need_state = cfg.deepspeed.zero_stage == 3 and (evaluate or final)
+        state = _full_state_dict(engine, 3) if need_state else None
+        summaries: dict[str, Any] = {}
+        if evaluate:
+            t_eval = time.perf_counter()
+            eval_metrics, summaries = _evaluate(engine, cfg, codec, config["eval_items"], state)
+            metrics.update(eval_metrics)
+            metrics["eval_seconds"] = time.perf_counter() - t_eval
+        with tempfile.TemporaryDirectory(prefix="onlyif-ckpt-") as tmp:
+            engine.save_checkpoint(
+                tmp, tag=ENGINE_TAG, client_state={"epoch": epoch + 1, "tokens": history_tokens}, save_latest=False
+            )
+            if rank == 0:
+                _write_rank0_files(Path(tmp), engine, cfg, codec, metrics, summaries, final, state, save_codec)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        if final:
+            break
+
+
+def _allreduce(values: list[float], dist: Any) -> list[float]:
+    import torch
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _write_rank0_files(
+    root: Path,
+    engine: Any,
+    cfg: TrainConfig,
+    codec: Any,
+    metrics: dict,
+    summaries: dict,
+    final: bool,
+    state,
+    save_codec,
+) -> None:
+    (root / STATE_FILE).write_text(json.dumps(metrics, default=float))
+    if summaries:
+        (root / "eval").mkdir()
+        for split, summary in summaries.items():
+            lines = [json.dumps(f, ensure_ascii=False) for f in summary["failures"]]
+            (root / "eval" / f"{split}_failures.jsonl").write_text("".join(line + "\n" for line in lines))
+            rest = {k: v for k, v in summary.items() if k != "failures"}
+            (root / "eval" / f"{split}.json").write_text(json.dumps(rest, indent=2))
+    if final:
+        import torch
+
+        export = root / HF_EXPORT
+        weights = (
+            state
+            if state is not None
+            else {k: v.detach().to(torch.float32).cpu() for k, v in engine.module.state_dict().items()}
+        )
+        engine.module.config.torch_dtype = "float32"
+        engine.module.save_pretrained(export, state_dict=weights)
+        save_codec(codec, export)

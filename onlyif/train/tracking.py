@@ -1,0 +1,116 @@
+"""Where training metrics go: ``metrics.jsonl`` in the run dir and (optionally) an MLflow run.
+
+:class:`MetricsCallback` is a Ray Train ``UserCallback``: it runs in the Train controller after every
+``ray.train.report`` and appends rank 0's metrics as one JSON line, and logs the numeric ones to MLflow with
+``MlflowClient`` (stateless, so a resumed run keeps logging into the same MLflow run). The driver creates and
+closes the MLflow run (:func:`start_mlflow_run`, :func:`end_mlflow_run`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.train import UserCallback
+
+from onlyif.errors import OnlyIfError
+
+METRICS_FILE = "metrics.jsonl"
+MLFLOW_RUN_FILE = "mlflow_run.json"
+
+
+def read_history(run_dir: str | Path, kind: str = "epoch") -> list[dict[str, Any]]:
+    """Reported metrics of one kind (``epoch`` or ``step``), one dict each, later reports replacing earlier ones."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    rows: dict[tuple, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("kind") == kind:
+                rows[(rec.get("epoch"), rec.get("step"))] = rec
+    return sorted(rows.values(), key=lambda r: (r.get("step", 0), r.get("epoch", 0)))
+
+
+def numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
+
+
+def flatten_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_params(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def start_mlflow_run(uri: str, experiment: str, run_dir: Path, run_name: str, params: dict[str, Any]) -> str:
+    """Create (or, on resume, reuse) the MLflow run of ``run_dir``; returns its id."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    saved = run_dir / MLFLOW_RUN_FILE
+    client = MlflowClient(tracking_uri=uri)
+    if saved.is_file():
+        info = json.loads(saved.read_text())
+        if info.get("tracking_uri") == uri:
+            client.update_run(info["run_id"], status="RUNNING")
+            return info["run_id"]
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = (
+            exp.experiment_id
+            if exp is not None
+            else client.create_experiment(
+                experiment,
+                artifact_location=(run_dir / "mlartifacts").as_uri() if uri.startswith("sqlite:///") else None,
+            )
+        )
+        run = client.create_run(exp_id, run_name=run_name)
+    except Exception as exc:  # noqa: BLE001 - any tracking failure is a user-facing setup problem
+        raise OnlyIfError(f"mlflow_tracking_uri {uri}: cannot start a run ({str(exc).splitlines()[0]})") from None
+    items = list(flatten_params(params).items())
+    for i in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
+    saved.write_text(json.dumps({"tracking_uri": uri, "run_id": run.info.run_id, "experiment": experiment}))
+    return run.info.run_id
+
+
+def end_mlflow_run(uri: str, run_id: str, ok: bool) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=uri).set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+
+
+class MetricsCallback(UserCallback):
+    """Appends every report to ``metrics.jsonl`` and logs it to MLflow (when a run id is given)."""
+
+    def __init__(self, run_dir: Path, mlflow_uri: str | None = None, mlflow_run_id: str | None = None) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+        self.mlflow_uri, self.mlflow_run_id = mlflow_uri, mlflow_run_id
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        rec = dict(metrics[0])
+        if checkpoint is not None:
+            rec["checkpoint"] = Path(checkpoint.path).name
+        with self.path.open("a") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+        if self.mlflow_run_id:
+            from mlflow import MlflowClient
+            from mlflow.entities import Metric
+
+            step = int(rec.get("step", 0))
+            stamp = int(1000 * time.time())
+            values = [Metric(k, v, stamp, step) for k, v in numeric(rec).items() if k not in ("step", "kind")]
+            MlflowClient(tracking_uri=self.mlflow_uri).log_batch(self.mlflow_run_id, metrics=values)

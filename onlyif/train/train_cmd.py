@@ -1,0 +1,46 @@
+"""``onlyif train``: fine-tune a causal LM with Ray Train + DeepSpeed (see ``onlyif/train/api.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from onlyif.cli import add_config_arguments
+from onlyif.config import apply_overrides, load_config, read_yaml, validate_config
+from onlyif.errors import OnlyIfError
+from onlyif.train.config import TrainConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--data", metavar="DIR", help="dataset directory (DIR/train/*.parquet, DIR/test_*/...)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="new run directory (must be empty or absent)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest checkpoint (its config.yaml and data, plus any --set)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from onlyif.train.api import run_training
+
+    if args.resume:
+        if args.out or args.config:
+            raise OnlyIfError("--resume RUN_DIR takes the run's own config and output folder (drop --out/--config)")
+        run_dir = Path(args.resume)
+        cfg_file, run_file = run_dir / "config.yaml", run_dir / "run.json"
+        if not cfg_file.is_file() or not run_file.is_file():
+            raise OnlyIfError(f"--resume {run_dir}: not a run directory (config.yaml / run.json missing)")
+        cfg = validate_config(TrainConfig, apply_overrides(read_yaml(cfg_file), args.overrides), str(cfg_file))
+        data = args.data or json.loads(run_file.read_text())["data"]
+        outcome = run_training(cfg, data, run_dir, resume=True)
+    else:
+        if not args.data or not args.out:
+            raise OnlyIfError("--data DIR and --out RUN_DIR are required (or --resume RUN_DIR)")
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+        outcome = run_training(cfg, args.data, args.out)
+    shown = {k: round(v, 4) for k, v in outcome.metrics.items() if k == "train_loss" or k.endswith("exact_match")}
+    print(json.dumps({"run_dir": str(outcome.run_dir), "model": str(outcome.model_dir), **shown}, indent=2))
+    return 0
