@@ -32,7 +32,7 @@ def part_name(chunk: int) -> str:
     return f"part-{chunk:05d}.parquet"
 
 
-def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str) -> dict[str, np.ndarray]:
+def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str, compression: str) -> dict[str, np.ndarray]:
     """Ray Data batch fn: generate and write each chunk of the batch, return its measured stats."""
     import ray
 
@@ -44,10 +44,11 @@ def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str) -> dict[st
         except OnlyIfError as exc:  # handed back as data: Ray would wrap it beyond recognition
             stats.append(json.dumps({"error": str(exc), "config_error": isinstance(exc, ConfigError)}))
             continue
-        pq.write_table(table, Path(root) / str(split) / part_name(int(chunk)), compression="snappy")
-        families = Counter(
-            f"{d}/k={k}" for d, k in zip(table["domain"].to_pylist(), table["k"].to_pylist(), strict=True)
-        )
+        pq.write_table(table, Path(root) / str(split) / part_name(int(chunk)), compression=compression)
+        counts = table.group_by(["domain", "k"]).aggregate([("noop", "count")]).to_pydict()
+        families = {
+            f"{d}/k={k}": c for d, k, c in zip(counts["domain"], counts["k"], counts["noop_count"], strict=True)
+        }
         stats.append(
             json.dumps(
                 {
@@ -55,7 +56,7 @@ def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str) -> dict[st
                     "chunk": int(chunk),
                     "rows": table.num_rows,
                     "noop": int(np.asarray(table["noop"]).sum()),
-                    "families": dict(families),
+                    "families": families,
                     "digest": table_digest(table),
                 }
             )
@@ -134,9 +135,11 @@ def generate_dataset(
     overwrite: bool = False,
     num_blocks: int | None = None,
     progress: bool = True,
+    compression: str = "zstd",
 ) -> dict[str, Any]:
     """Build every split of ``cfg`` with Ray Data into ``out``; return the manifest (also written there).
 
+    ``compression`` is the parquet codec (zstd, snappy, lz4, gzip, brotli or none).
     Uses the connected Ray cluster, or starts a local one (``RAY_ADDRESS`` joins an existing cluster; ``out``
     must then be on storage every node sees).
     """
@@ -158,7 +161,9 @@ def generate_dataset(
         start = time.perf_counter()
         blocks = num_blocks or min(len(jobs), 2 * max(cluster_cpus(), 1))
         ds = ray.data.from_items(jobs, override_num_blocks=blocks).map_batches(
-            _write_chunks, batch_size=1, fn_kwargs={"plan": ray.put(plan), "root": str(tmp)}
+            _write_chunks,
+            batch_size=1,
+            fn_kwargs={"plan": ray.put(plan), "root": str(tmp), "compression": compression},
         )
         stats = []
         with tqdm(total=len(jobs), desc="generate", unit="part", disable=not progress, leave=False) as bar:

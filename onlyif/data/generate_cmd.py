@@ -14,6 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (parquet per split)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--num-blocks", type=int, default=None, help="Ray Data blocks (default: 2 × cluster CPUs)")
+    parser.add_argument(
+        "--compression",
+        default="zstd",
+        choices=["zstd", "snappy", "lz4", "gzip", "brotli", "none"],
+        help="parquet codec (default: zstd)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -22,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(TaskConfig, args.config, args.overrides)
     manifest = generate_dataset(
-        cfg, args.out, overwrite=args.overwrite, num_blocks=args.num_blocks, progress=not args.quiet
+        cfg,
+        args.out,
+        overwrite=args.overwrite,
+        num_blocks=args.num_blocks,
+        progress=not args.quiet,
+        compression=args.compression,
     )
     if not args.quiet:
         for name, s in manifest["splits"].items():
