@@ -72,7 +72,10 @@ def test_every_row_matches_the_reference_rewrite(alphabet, input_len, pattern, n
         assert np.mean(d["noop"]) == pytest.approx(noop, abs=1 / len(d["noop"]))
 
 
-def test_leftmost_matches_str_find_on_overlapping_patterns():
+@pytest.mark.parametrize("base", [None, 1], ids=["fnv", "collide"])
+def test_leftmost_matches_str_find_on_overlapping_patterns(monkeypatch, base):
+    if base is not None:  # base 1 hashes a window to the sum of its letters: collisions everywhere
+        monkeypatch.setattr("onlyif.tasks.examples._BASE", np.uint32(base))
     rng = np.random.default_rng(0)
     inp = rng.integers(0, 2, (2000, 12), dtype=np.uint8)  # tiny alphabet: many overlapping occurrences
     pat = rng.integers(0, 2, (2000, 3), dtype=np.uint8)
