@@ -1,0 +1,50 @@
+"""The ``onlyif`` entry point and the config machinery every subcommand shares."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onlyif import __version__
+from onlyif.cli import COMMANDS
+from onlyif.config import apply_overrides, load_config
+from onlyif.errors import ConfigError
+from onlyif.tasks.config import TaskConfig
+
+ONLYIF = Path(sys.executable).parent / "onlyif"
+
+
+def test_version_and_help_list_every_subcommand():
+    version = subprocess.run([ONLYIF, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"onlyif {__version__}"
+    help_text = subprocess.run([ONLYIF, "--help"], capture_output=True, text=True, check=True).stdout
+    for name in COMMANDS:
+        assert name in help_text
+    assert set(COMMANDS) >= {"generate", "mix", "train", "eval", "sweep", "report", "reproduce"}
+
+
+def test_overrides_set_nested_keys_with_yaml_values():
+    data = apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c=[1, 2]", "d.e=null", "f=true", "g=x=y"])
+    assert data == {"a": {"b": 2, "c": [1, 2]}, "d": {"e": None}, "f": True, "g": "x=y"}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_overrides({}, ["novalue"])
+    with pytest.raises(ConfigError, match="a.b: a is not a mapping"):
+        apply_overrides({"a": 3}, ["a.b=1"])
+
+
+def test_load_config_names_file_and_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("budget: 100\ninstructions: 10\n")
+    cfg = load_config(TaskConfig, path, ["noop_share=0.5"])
+    assert cfg.noop_share == 0.5 and cfg.train_size == 100
+    with pytest.raises(ConfigError, match=rf"^{path}: noop_share: Input should be less than or equal to 1"):
+        load_config(TaskConfig, path, ["noop_share=3"])
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(TaskConfig, path)
+    path.write_text("budget: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(TaskConfig, path)
