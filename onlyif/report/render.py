@@ -1,0 +1,126 @@
+"""Writing the sweep report: ``report.md``, ``report.json``, ``trials.csv`` and PNG plots in one folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from onlyif.io import write_json_atomic, write_text_atomic
+from onlyif.report.analysis import METRIC_NAMES, build_curves, factor_columns, metric_columns, summarize
+from onlyif.report.plots import plot_heatmap, plot_vs_factor, plot_vs_instructions
+from onlyif.sweep.config import ReportConfig
+
+
+def _fmt(mean: float, std: float, seeds: int) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.3f}" if seeds < 2 or pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _value(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _table(summary: pd.DataFrame, metrics: list[str], labels: list[str]) -> str:
+    head = [*(c.split(".")[-1] for c in labels), "seeds", *(METRIC_NAMES[m] for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in summary.iterrows():
+        cells = [_value(row[c]) for c in labels] + [_value(row["seeds"])]
+        cells += [_fmt(row[f"{m}:mean"], row[f"{m}:std"], row["seeds"]) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(
+    trials: pd.DataFrame,
+    cfg: ReportConfig,
+    out_dir: str | Path,
+    *,
+    title: str,
+    source: str,
+    skipped: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Analyse finished trials and write the report files into ``out_dir``; returns the ``report.json`` dict.
+
+    Args:
+        trials: one row per finished trial (grid labels + final metrics).
+        cfg: threshold level, bootstrap size and the criteria of the verbal conclusion.
+        title: heading of ``report.md``.
+        source: where the trials were read from (shown in the report).
+        skipped: grid points that were not run (``{"id", "reason"}``), listed in the report.
+    """
+    out = Path(out_dir)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    if trials.empty:
+        raise ValueError("no finished trials to report on")
+    metrics = metric_columns(trials)
+    curves = build_curves(trials, cfg)
+    summary = summarize(trials, metrics)
+    factors = factor_columns(trials)
+    labels = [c for c in ("instructions", "examples_per_instruction", "budget") if c in summary] + [
+        c for c in factors if c != "budget"
+    ]
+    made = [
+        plot_vs_instructions(curves, metrics, cfg.metric, plots / "accuracy_vs_instructions.png"),
+        plot_heatmap(summary, cfg.metric, plots / "heatmap_budget_instructions.png"),
+        plot_vs_factor(summary, "task.frequency_alpha", metrics, plots / "accuracy_vs_alpha.png", "frequency skew α"),
+        plot_vs_factor(summary, "task.noop_share", metrics, plots / "accuracy_vs_noop_share.png", "no-op share"),
+        plot_vs_factor(summary, "task.families", metrics, plots / "domains.png", "training families (within/cross)"),
+    ]
+    made = [p for p in made if p is not None]
+
+    md = [f"# {title}", "", f"Source: {source}. Trials: {len(trials)}.", "", "## Conclusion", ""]
+    md += [f"- {s}" for c in curves for s in c.conclusion]
+    md += ["", "## Results (mean ± std over seeds)", "", _table(summary, metrics, labels), ""]
+    if any(c.fit is not None for c in curves):
+        md += ["## Emergence threshold", ""]
+        md += [
+            f"Logistic fit of `{cfg.metric}` in log10 I; threshold = the I where it crosses {cfg.threshold:g}.",
+            "",
+            "| setting | threshold I | 95% interval | width (decades) | interval from |",
+            "|---|---|---|---|---|",
+        ]
+        for c in curves:
+            f = c.fit
+            if f is None:
+                continue
+            where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in c.setting.items()) or "all"
+            thr = f"{f.threshold:.0f}" if f.threshold is not None else f"outside range ({f.censored})"
+            iv = f"{f.low:.0f}–{f.high:.0f}" if f.low is not None else "–"
+            width = f"{f.width:.2f}" if f.width is not None else "–"
+            md.append(f"| {where} | {thr} | {iv} | {width} | {f.method} ({f.resamples} resamples) |")
+        md.append("")
+    if made:
+        md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in made] + [""]
+    if skipped:
+        md += ["## Skipped grid points", ""] + [f"- `{s['id']}`: {s['reason']}" for s in skipped] + [""]
+    trials.to_csv(out / "trials.csv", index=False)
+    write_text_atomic(out / "report.md", "\n".join(md))
+    result = {
+        "title": title,
+        "source": source,
+        "trials": len(trials),
+        "metric": cfg.metric,
+        "shown": any(c.shown for c in curves) if curves else False,
+        "curves": [
+            {
+                "setting": c.setting,
+                "instructions": c.instructions,
+                "means": c.means,
+                "stds": c.stds,
+                "seeds": c.seeds,
+                "fit": asdict(c.fit) if c.fit is not None else None,
+                "shown": c.shown,
+                "conclusion": c.conclusion,
+            }
+            for c in curves
+        ],
+        "plots": [str(p.relative_to(out)) for p in made],
+        "skipped": skipped or [],
+    }
+    write_json_atomic(out / "report.json", result)
+    return result

@@ -1,0 +1,114 @@
+"""Config of a budget-vs-diversity sweep: base task/train configs, the grid, Tune resources, MLflow, report."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from onlyif.config import Config
+
+DEFAULT_METRIC = "test_unseen/exact_match_applied"
+
+
+class GridConfig(Config):
+    """The points of the sweep: the Cartesian product of every list given here, times the seeds.
+
+    ``instructions`` with ``budget`` is the budget-constrained grid of the paper: I from a list, S = budget / I
+    derived (points with S < 1 are reported and skipped). ``instructions`` with ``examples_per_instruction``
+    instead crosses I and S (budget = I × S).
+    """
+
+    instructions: list[int] | None = Field(None, min_length=1)
+    """I: distinct training instructions (``task.instructions``)."""
+    budget: list[int] | None = Field(None, min_length=1)
+    """Total training examples (``task.budget``); with ``instructions`` this is the "I × S = budget" grid."""
+    examples_per_instruction: list[int] | None = Field(None, min_length=1)
+    """S (``task.examples_per_instruction``); crossing it with ``budget`` is refused (over-determined)."""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    """Each point is repeated once per seed (sets ``task.seed`` and ``train.seed``)."""
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    """Any other field, by dotted key under ``task.`` or ``train.`` (e.g. ``task.noop_share: [0.1, 0.5]``,
+    ``task.frequency_alpha: [null, 0.5]``, ``task.families: [[...], [...]]``, ``train.lr: [1e-3]``)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> GridConfig:
+        if self.budget is not None and self.examples_per_instruction is not None:
+            raise ValueError("examples_per_instruction: give budget or examples_per_instruction in the grid, not both")
+        for name in ("instructions", "budget", "examples_per_instruction"):
+            values = getattr(self, name)
+            if values is not None and any(v < 1 for v in values):
+                raise ValueError(f"{name}: values must be >= 1 (got {values})")
+        for key, values in self.axes.items():
+            head = key.split(".", 1)[0]
+            if head not in ("task", "train") or "." not in key:
+                raise ValueError(f"axes: key {key!r} must start with 'task.' or 'train.'")
+            if not values:
+                raise ValueError(f"axes: {key} has no values")
+            if key in ("task.instructions", "task.budget", "task.examples_per_instruction", "task.seed"):
+                raise ValueError(f"axes: {key} is a first-class grid field; use grid.{key.split('.')[1]} or seeds")
+        return self
+
+
+class SchedulerConfig(Config):
+    """Early stopping of unpromising trials (ASHA), for exploration grids."""
+
+    type: Literal["asha"] = "asha"
+    metric: str = "train_loss"
+    """A metric the trainer reports every epoch."""
+    mode: Literal["min", "max"] = "min"
+    grace_period: int = Field(1, ge=1)
+    """Epochs every trial runs before it can be stopped."""
+    reduction_factor: int = Field(3, ge=2)
+
+
+class TuneConfig(Config):
+    """How trials are scheduled on the cluster."""
+
+    max_concurrent_trials: int = Field(1, ge=1)
+    """Trials running at once (1 on a 2-core machine; the number of GPU groups on a cluster)."""
+    scheduler: SchedulerConfig | None = None
+    trial_cpus: float = Field(0.01, gt=0.0)
+    """CPUs held by the trial driver itself (the Ray Train workers hold their own resources)."""
+
+
+class MlflowConfig(Config):
+    """Where the sweep is logged. ``MLFLOW_TRACKING_URI`` overrides ``tracking_uri``."""
+
+    tracking_uri: str | None = None
+    """Default: ``sqlite:///EXP_DIR/mlflow.db``."""
+    experiment: str | None = None
+    """MLflow experiment name (default: the sweep name)."""
+
+
+class ReportConfig(Config):
+    """The analysis written at the end of the sweep (and by ``onlyif report``)."""
+
+    metric: str = DEFAULT_METRIC
+    """The metric whose emergence is fitted (unseen-rule exact match on applied, non-no-op, examples)."""
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Accuracy level whose crossing in I defines the emergence threshold."""
+    bootstrap: int = Field(1000, ge=10)
+    """Bootstrap resamples for the threshold interval."""
+    low: float = Field(0.1, ge=0.0, le=1.0)
+    """Accuracy at or below which a point counts as "does not generalize"."""
+    high: float = Field(0.8, ge=0.0, le=1.0)
+    """Accuracy at or above which a point counts as "generalizes"."""
+
+
+class SweepConfig(Config):
+    """A sweep: base task and training configs, the grid over them, and how to run and log it."""
+
+    name: str = Field("sweep", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Sweep name (Tune experiment folder and default MLflow experiment)."""
+    task: dict[str, Any] = Field(default_factory=dict)
+    """Base synthetic-task config (see ``onlyif generate``); grid values are set on top of it."""
+    train: dict[str, Any] = Field(default_factory=dict)
+    """Base training config (see ``onlyif train``); grid values are set on top of it."""
+    grid: GridConfig = Field(default_factory=GridConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    data_cache: str | None = None
+    """Folder of generated datasets keyed by config hash (default: ``EXP_DIR/data``); must be shared by all
+    nodes on a cluster."""

@@ -1,0 +1,126 @@
+"""Expanding a sweep config into concrete, validated grid points (pure: no Ray)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from onlyif.config import validate_config
+from onlyif.errors import ConfigError
+from onlyif.sweep.config import SweepConfig
+
+
+@dataclass(frozen=True)
+class Point:
+    """One trial's configuration: full task and train dicts, plus the grid values that distinguish it."""
+
+    id: str
+    """Readable, unique within the sweep, e.g. ``I=100,B=20000,seed=0``."""
+    labels: dict[str, Any]
+    """The grid values of this point (``instructions``, ``budget``, ``examples_per_instruction``, ``seed`` and
+    every ``axes`` key), for tables and plots."""
+    task: dict[str, Any]
+    train: dict[str, Any]
+    skip_reason: str | None = field(default=None, compare=False)
+    """Why this point cannot run (an invalid combination); ``None`` for a valid point."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "labels": self.labels, "task": self.task, "train": self.train}
+
+
+def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = copy.deepcopy(value)
+
+
+_SHORT = {"instructions": "I", "budget": "B", "examples_per_instruction": "S", "seed": "seed"}
+
+
+def _label_text(key: str, value: Any) -> str:
+    name = _SHORT.get(key, key.split(".", 1)[-1])
+    if isinstance(value, list | dict):
+        value = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:6]
+    return f"{name}={value}"
+
+
+def family_label(families: list[dict[str, Any]] | None) -> str:
+    """Short text for a family mixture, e.g. ``repeated k3-4 + periodic k3-4`` (``random`` when unset)."""
+    if not families:
+        return "random"
+    parts = []
+    for f in families:
+        k = f.get("k")
+        ktext = "" if k is None else (f" k{k}" if isinstance(k, int) else f" k{k[0]}-{k[1]}")
+        share = f.get("share", 1.0)
+        parts.append(f"{f.get('name', 'random')}{ktext}" + ("" if len(families) == 1 else f" ({share:g})"))
+    return " + ".join(parts)
+
+
+def expand_grid(cfg: SweepConfig) -> list[Point]:
+    """All points of the sweep, in a stable order; invalid combinations carry ``skip_reason``.
+
+    Each point's task and train dicts are validated with the task and train config classes, so a trial never
+    starts from a config its own code would refuse.
+    """
+    from onlyif.tasks.config import TaskConfig
+    from onlyif.train.config import TrainConfig
+
+    g = cfg.grid
+    first: list[tuple[str, list[Any]]] = []
+    for name in ("instructions", "budget", "examples_per_instruction"):
+        values = getattr(g, name)
+        if values is not None:
+            first.append((name, values))
+    axes = [*first, *g.axes.items(), ("seed", g.seeds)]
+    keys = [k for k, _ in axes]
+    points: list[Point] = []
+    seen_ids: set[str] = set()
+    for combo in itertools.product(*(v for _, v in axes)):
+        labels = dict(zip(keys, combo, strict=True))
+        task = copy.deepcopy(cfg.task)
+        train = copy.deepcopy(cfg.train)
+        for key, value in labels.items():
+            if key in ("instructions", "budget", "examples_per_instruction"):
+                task[key] = value
+            elif key == "seed":
+                task["seed"] = value
+                train["seed"] = value
+            elif key.startswith("task."):
+                _set(task, key.removeprefix("task."), value)
+            else:
+                _set(train, key.removeprefix("train."), value)
+        if "budget" in labels:  # I × S = budget: S is derived, never taken from the base config
+            task.pop("examples_per_instruction", None)
+        if "examples_per_instruction" in labels:
+            task.pop("budget", None)
+        pid = ",".join(_label_text(k, v) for k, v in labels.items())
+        if pid in seen_ids:
+            raise ConfigError(f"grid: two points share the id {pid!r} (duplicate values in a grid list?)")
+        seen_ids.add(pid)
+        reason = None
+        inst, budget = task.get("instructions"), task.get("budget")
+        if isinstance(inst, int) and isinstance(budget, int) and budget < inst:
+            reason = f"S = budget / I = {budget} / {inst} < 1"
+        else:
+            try:
+                tcfg = validate_config(TaskConfig, task, source="task")
+                validate_config(TrainConfig, train, source="train")
+            except ConfigError as exc:
+                reason = str(exc)
+            else:
+                task = tcfg.to_dict()
+        full = dict(labels)
+        if reason is None:
+            full.setdefault("budget", task["budget"] if task.get("budget") is not None else None)
+            if full["budget"] is None:
+                full["budget"] = task["instructions"] * task["examples_per_instruction"]
+            full.setdefault("instructions", task["instructions"])
+            full.setdefault("examples_per_instruction", full["budget"] // task["instructions"])
+        points.append(Point(id=pid, labels=full, task=task, train=train, skip_reason=reason))
+    return points

@@ -1,0 +1,172 @@
+"""MLflow layout of a sweep: one experiment, a parent run for the sweep, one child run per Tune trial.
+
+Child runs are written from the Tune driver by :class:`MlflowTrialLogger` (a Tune ``Callback``), so only one
+process writes the sqlite store. Each child run is tagged with its Tune trial id; a trial restarted by
+``onlyif sweep --resume`` finds and continues its run instead of creating a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+TRIAL_TAG = "onlyif.trial_id"
+POINT_TAG = "onlyif.point"
+POINT_ID_TAG = "onlyif.point_id"
+PARENT_TAG = "mlflow.parentRunId"
+MANIFEST_KEY = "dataset_manifest"
+"""Key of the final Tune result that carries the dataset manifest (a JSON string) to the driver."""
+
+_TUNE_KEYS = {
+    "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+    "iterations_since_restore", "done", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
+    "checkpoint_dir_name", "should_checkpoint", "final",
+}  # fmt: skip
+
+
+def tracking_uri(configured: str | None, exp_dir: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the configured URI, else a sqlite DB in the experiment dir."""
+    import os
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{exp_dir.resolve() / 'mlflow.db'}"
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dict → ``{"a.b.c": "value"}`` (MLflow params are strings)."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+    return out
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The metrics of a Tune result worth logging: finite numbers, without Tune's bookkeeping."""
+    out = {}
+    for key, value in result.items():
+        if key in _TUNE_KEYS or key.startswith("config/") or isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) and math.isfinite(float(value)):
+            out[key] = float(value)
+    return out
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """The id of experiment ``name`` (created when missing)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp is not None else client.create_experiment(name)
+
+
+def start_parent_run(uri: str, experiment_id: str, name: str, params: dict[str, Any]) -> str:
+    """Create the sweep's parent run with the flattened sweep config as params; returns its id."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    client = MlflowClient(uri)
+    run = client.create_run(experiment_id, run_name=name, tags={"onlyif.kind": "sweep"})
+    _log_params(client, run.info.run_id, flatten(params), Param)
+    return run.info.run_id
+
+
+def _log_params(client: Any, run_id: str, params: dict[str, str], param_cls: Any) -> None:
+    items = [param_cls(k[:250], v[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def child_runs(uri: str, parent_run_id: str) -> list[Any]:
+    """All child runs of the sweep's parent run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_run_id)
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50000
+    )
+
+
+class MlflowTrialLogger(Callback):
+    """Tune callback: a child run per trial with params, per-epoch metrics, final metrics and the manifest."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        self._client: Any = None
+        self._runs: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into its experiment state
+        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.uri)
+        return self._client
+
+    def _existing(self, trial_id: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from mlflow.entities import Param
+
+        point = trial.config["point"]
+        run_id = self._existing(trial.trial_id)
+        if run_id is not None:  # a resumed trial continues its run
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=point["id"],
+                tags={
+                    PARENT_TAG: self.parent_run_id,
+                    TRIAL_TAG: trial.trial_id,
+                    POINT_ID_TAG: point["id"],
+                    POINT_TAG: json.dumps(point["labels"]),
+                },
+            )
+            run_id = run.info.run_id
+            params = flatten({"task": point["task"], "train": point["train"]}) | flatten(point["labels"], "grid.")
+            _log_params(self.client, run_id, params, Param)
+        self._runs[trial.trial_id] = run_id
+
+    def _run_id(self, trial: Any) -> str:
+        if trial.trial_id not in self._runs:
+            self.on_trial_start(0, [], trial)
+        return self._runs[trial.trial_id]
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self._run_id(trial)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        ts = int(float(result.get("timestamp", 0)) * 1000)
+        metrics = [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()]
+        for i in range(0, len(metrics), 500):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 500])
+        if MANIFEST_KEY in result:
+            self.client.log_text(run_id, result[MANIFEST_KEY], "dataset_manifest.json")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.client.set_terminated(self._run_id(trial), status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.client.set_terminated(self._run_id(trial), status="FAILED")

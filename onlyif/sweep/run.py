@@ -1,0 +1,247 @@
+"""Running a sweep with Ray Tune: the experiment folder, the MLflow parent run, Tune itself, resume, the report.
+
+Experiment folder::
+
+    EXP_DIR/sweep.yaml    the resolved SweepConfig           EXP_DIR/grid.json    points run and points skipped
+    EXP_DIR/state.json    MLflow ids and the Tune path        EXP_DIR/mlflow.db    default MLflow store
+    EXP_DIR/tune/NAME/    Tune experiment (restore point)     EXP_DIR/trials/ID/   each trial's training run
+    EXP_DIR/data/HASH/    generated datasets (cache)          EXP_DIR/report/      report.md, plots/, report.json
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from onlyif.config import read_yaml, save_config, validate_config
+from onlyif.errors import OnlyIfError
+from onlyif.io import write_json_atomic
+from onlyif.sweep.config import SweepConfig
+from onlyif.sweep.grid import Point, expand_grid
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "sweep.yaml"
+GRID_FILE = "grid.json"
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep run produced."""
+
+    exp_dir: Path
+    finished: int
+    """Trials that trained and evaluated to the end (over the whole sweep, earlier runs included)."""
+    total: int
+    errored: int
+    report: dict[str, Any] | None
+    wall_seconds: float
+
+
+def _trial_resources(cfg: SweepConfig) -> dict[str, float]:
+    return {"CPU": cfg.tune.trial_cpus}
+
+
+def _local_cpus(points: list[Point], cfg: SweepConfig) -> int | None:
+    """Logical CPUs for a local Ray: the concurrent trials' workers plus two slots for Ray Data tasks."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    from onlyif.train.config import TrainConfig
+
+    need = 0.0
+    for p in points:
+        s = TrainConfig.model_validate(p.train, strict=False).scaling
+        need = max(need, s.num_workers * s.worker_cpus)
+    return max(int(need * cfg.tune.max_concurrent_trials + 0.999) + 2, os.cpu_count() or 1)
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folder names (Tune's default spells out the whole config)."""
+    return trial.trial_id
+
+
+def trial_name(trial: Any) -> str:
+    return f"{trial.trial_id}[{trial.config['point']['id']}]"
+
+
+def _scheduler(cfg: SweepConfig) -> Any:
+    if cfg.tune.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = cfg.tune.scheduler
+    return ASHAScheduler(
+        metric=s.metric,
+        mode=s.mode,
+        time_attr="training_iteration",
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+    )
+
+
+class TrialProgress(Callback):
+    """One progress line: trials finished out of the grid, with the last finished point's id."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into its experiment state
+        return {"total": self.total}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            done = sum(1 for t in trials if t.status == "TERMINATED") - 1
+            self.bar = tqdm(total=self.total, initial=max(done, 0), desc="sweep", unit="trial", leave=False)
+        self.bar.update(1)
+        self.bar.set_postfix_str(trial.config["point"]["id"])
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
+    from onlyif.sweep.mlflow_log import ensure_experiment, start_parent_run, tracking_uri
+
+    if exp_dir.exists() and any(exp_dir.iterdir()):
+        raise OnlyIfError(
+            f"--out {exp_dir}: directory exists and is not empty (continue it with --resume {exp_dir}, or pick a new one)"
+        )
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, exp_dir / CONFIG_FILE)
+    write_json_atomic(
+        exp_dir / GRID_FILE,
+        {
+            "points": [p.to_dict() for p in points if p.skip_reason is None],
+            "skipped": [{"id": p.id, "reason": p.skip_reason} for p in points if p.skip_reason is not None],
+        },
+    )
+    uri = tracking_uri(cfg.mlflow.tracking_uri, exp_dir)
+    experiment_id = ensure_experiment(uri, cfg.mlflow.experiment or cfg.name)
+    parent = start_parent_run(uri, experiment_id, cfg.name, cfg.to_dict())
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    client.log_artifact(parent, str(exp_dir / CONFIG_FILE))
+    client.log_artifact(parent, str(exp_dir / GRID_FILE))
+    state = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "name": cfg.name}
+    write_json_atomic(exp_dir / STATE_FILE, state)
+    return state
+
+
+def load_experiment(exp_dir: str | os.PathLike) -> tuple[SweepConfig, dict[str, Any]]:
+    """The config and state of an existing experiment folder."""
+    import json
+
+    exp = Path(exp_dir)
+    if not (exp / STATE_FILE).is_file() or not (exp / CONFIG_FILE).is_file():
+        raise OnlyIfError(f"{exp}: not a sweep experiment folder ({STATE_FILE} or {CONFIG_FILE} missing)")
+    cfg = validate_config(SweepConfig, read_yaml(exp / CONFIG_FILE), source=str(exp / CONFIG_FILE))
+    return cfg, json.loads((exp / STATE_FILE).read_text())
+
+
+def run_sweep(
+    cfg: SweepConfig | None,
+    exp_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    report: bool = True,
+    echo: Any = print,
+) -> SweepOutcome:
+    """Run (or, with ``resume``, continue) the sweep in ``exp_dir``; write the report when trials finished.
+
+    On resume the config is read from ``exp_dir`` (``cfg`` must be None); Tune restores the experiment, keeps
+    finished trials and reruns unfinished or errored ones (a trial's training run continues from its last
+    checkpoint).
+    """
+    import time
+
+    from ray import tune
+
+    from onlyif.ray_utils import init_ray
+    from onlyif.sweep.mlflow_log import MlflowTrialLogger
+    from onlyif.sweep.trainable import run_trial
+
+    t0 = time.perf_counter()
+    exp = Path(exp_dir).resolve()
+    if resume:
+        if cfg is not None:
+            raise OnlyIfError("--resume: the config is read from the experiment folder; drop --config/--set")
+        cfg, state = load_experiment(exp)
+        points = expand_grid(cfg)
+    else:
+        if cfg is None:
+            raise OnlyIfError("a sweep config is required (--config FILE)")
+        points = expand_grid(cfg)
+        if not any(p.skip_reason is None for p in points):
+            raise OnlyIfError(
+                f"grid: all {len(points)} points are invalid, e.g. {points[0].id}: {points[0].skip_reason}"
+            )
+        state = _write_new_experiment(cfg, exp, points)
+    valid = [p for p in points if p.skip_reason is None]
+    for p in points:
+        if p.skip_reason is not None:
+            echo(f"skipped {p.id}: {p.skip_reason}")
+
+    init_ray(num_cpus=_local_cpus(valid, cfg), progress=False)
+    trainable = tune.with_resources(run_trial, _trial_resources(cfg))
+    tune_root = exp / "tune"
+    if resume:
+        from mlflow import MlflowClient
+
+        MlflowClient(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
+        tuner = tune.Tuner.restore(str(tune_root / cfg.name), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={
+                "point": tune.grid_search([p.to_dict() for p in valid]),
+                "data_cache": str(Path(cfg.data_cache).resolve() if cfg.data_cache else exp / "data"),
+                "runs_dir": str(exp / "trials"),
+            },
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=cfg.tune.max_concurrent_trials,
+                scheduler=_scheduler(cfg),
+                num_samples=1,
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=cfg.name,
+                storage_path=str(tune_root),
+                verbose=0,
+                callbacks=[
+                    MlflowTrialLogger(state["tracking_uri"], state["experiment_id"], state["parent_run_id"]),
+                    TrialProgress(len(valid)),
+                ],
+            ),
+        )
+    grid = tuner.fit()
+    errored = sum(1 for r in grid if r.error is not None)
+    finished = sum(1 for r in grid if r.error is None and (r.metrics or {}).get("final") == 1)
+    wall = time.perf_counter() - t0
+
+    rep = None
+    if report and finished:
+        from onlyif.report.report_cmd import make_report
+
+        rep = make_report(exp, source="tune", log_to_mlflow=True)
+    from mlflow import MlflowClient
+
+    status = "FINISHED" if finished == len(valid) else ("FAILED" if errored else "KILLED")
+    MlflowClient(state["tracking_uri"]).set_terminated(state["parent_run_id"], status=status)
+    if finished < len(valid):
+        echo(
+            f"sweep incomplete: {finished} of {len(valid)} trials finished ({errored} errored); "
+            f"continue with: onlyif sweep --resume {exp}"
+        )
+    return SweepOutcome(exp, finished, len(valid), errored, rep, wall)

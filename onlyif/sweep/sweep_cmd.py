@@ -1,0 +1,52 @@
+"""``onlyif sweep``: a budget-vs-diversity grid with Ray Tune, logged to MLflow, ending with the report."""
+
+from __future__ import annotations
+
+import argparse
+
+from onlyif.cli import add_config_arguments
+from onlyif.errors import OnlyIfError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--out", metavar="EXP_DIR", help="experiment folder (new or empty)")
+    parser.add_argument(
+        "--resume", metavar="EXP_DIR", help="continue an interrupted sweep (finished trials are kept, not rerun)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the grid points (and skipped ones) and exit")
+    parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    from onlyif.config import load_config
+    from onlyif.sweep.config import SweepConfig
+
+    if args.resume:
+        if args.config or args.overrides or args.out:
+            raise OnlyIfError("--resume EXP_DIR reads the config from the experiment; drop --config/--set/--out")
+        cfg = None
+    else:
+        if not args.config:
+            raise OnlyIfError("--config FILE is required (or --resume EXP_DIR)")
+        cfg = load_config(SweepConfig, args.config, args.overrides)
+        if args.dry_run:
+            from onlyif.sweep.grid import expand_grid
+
+            for p in expand_grid(cfg):
+                print(
+                    f"{'skip' if p.skip_reason else 'run '} {p.id}" + (f": {p.skip_reason}" if p.skip_reason else "")
+                )
+            return 0
+        if not args.out:
+            raise OnlyIfError("--out EXP_DIR is required")
+    from onlyif.sweep.run import run_sweep
+
+    outcome = run_sweep(cfg, args.resume or args.out, resume=bool(args.resume), report=not args.no_report)
+    if outcome.report is not None:
+        for curve in outcome.report["curves"]:
+            for line in curve["conclusion"]:
+                print(line)
+        print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
+    print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s; MLflow: see README")
+    return 0 if outcome.finished == outcome.total else 1

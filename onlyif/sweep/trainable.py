@@ -1,0 +1,79 @@
+"""The Tune function trainable of a sweep: build (or reuse) the point's dataset, train, evaluate, report.
+
+Tune cannot wrap a Train V2 ``TorchTrainer`` directly, so each trial is a small function (holding a sliver of a
+CPU) that calls :func:`onlyif.train.api.run_training`; its per-epoch ``ray.train.report`` reaches Tune through
+``TuneReportCallback``. The trial ends with one more report holding the final metrics, the time spent training
+and generating data, and the dataset manifest (logged to MLflow by the driver).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from onlyif.sweep.mlflow_log import MANIFEST_KEY
+
+FINAL_KEY = "final"
+"""Set to 1 in a trial's last result: the trial trained and evaluated to the end."""
+
+
+def _applied_counts(data_dir: Path, splits: list[str], limit: int | None) -> dict[str, float]:
+    """How many evaluated examples per split are applied / no-op (for intervals on ``*_applied`` accuracy)."""
+    from onlyif.train.data import read_rows
+
+    out = {}
+    for split in splits:
+        if not (data_dir / split).is_dir():
+            continue
+        noop = read_rows(data_dir, split, limit).get("noop")
+        if noop is not None:
+            out[f"{split}/exact_match_applied_n"] = float(sum(not x for x in noop))
+            out[f"{split}/exact_match_noop_n"] = float(sum(bool(x) for x in noop))
+            out[f"{split}/exact_match_n"] = float(len(noop))
+    return out
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Tune trainable. ``config``: ``point`` (a grid point dict), ``data_cache`` and ``runs_dir`` (folders)."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from onlyif.config import validate_config
+    from onlyif.sweep.datasets import ensure_dataset
+    from onlyif.tasks.config import TaskConfig
+    from onlyif.train.api import RAY_RUN_NAME, run_training
+    from onlyif.train.config import TrainConfig
+
+    point = config["point"]
+    task = validate_config(TaskConfig, point["task"], source=f"point {point['id']}: task")
+    train = validate_config(TrainConfig, {**point["train"], "mlflow": False}, source=f"point {point['id']}: train")
+
+    t0 = time.perf_counter()
+    data_dir, manifest = ensure_dataset(task, config["data_cache"])
+    data_seconds = time.perf_counter() - t0
+
+    run_dir = Path(config["runs_dir"]) / ray.tune.get_context().get_trial_id()
+    resume = (run_dir / RAY_RUN_NAME).is_dir()
+    if run_dir.exists() and not resume:  # an attempt that died before Ray Train started: start clean
+        shutil.rmtree(run_dir)
+    outcome = run_training(train, data_dir, run_dir, resume=resume, callbacks=[TuneReportCallback()])
+    last_epoch = max((int(h.get("epoch", 0)) for h in outcome.history), default=train.epochs)
+    ray.tune.report(
+        {
+            **outcome.metrics,
+            **_applied_counts(data_dir, list(outcome_splits(outcome.metrics)), train.eval.max_examples),
+            "epoch": last_epoch,
+            "train_seconds": outcome.train_seconds,
+            "data_seconds": data_seconds,
+            FINAL_KEY: 1,
+            MANIFEST_KEY: json.dumps(manifest),
+        }
+    )
+
+
+def outcome_splits(metrics: dict[str, float]) -> set[str]:
+    """Splits that have an exact-match metric in ``metrics``."""
+    return {k.split("/", 1)[0] for k in metrics if k.endswith("/exact_match")}
