@@ -1,0 +1,118 @@
+"""Pure mixture logic: record formats, flattening, budgets, dedup and decontamination (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onlyif.config import validate_config
+from onlyif.data.mixture_config import MixtureConfig
+from onlyif.errors import ConfigError
+from onlyif.mixing.budget import allocate, upsample_plan
+from onlyif.mixing.decontam import eval_ngrams, find_contamination, humaneval_path, read_eval_items
+from onlyif.mixing.dedup import exact_duplicates, minhash_signatures, near_duplicates
+from onlyif.mixing.normalize import RecordError, flatten, normalize_record
+from onlyif.mixing.text import exact_key
+
+
+def test_formats_normalize_to_one_schema():
+    alpaca = normalize_record({"instruction": "Add", "input": "1 2", "output": "3"}, "alpaca", "s", "math")
+    assert alpaca["prompt"] == "Add\n\n1 2" and alpaca["response"] == "3" and alpaca["domain"] == "math"
+    assert alpaca["messages"] == [{"role": "user", "content": "Add\n\n1 2"}, {"role": "assistant", "content": "3"}]
+    share = normalize_record(
+        {"conversations": [{"from": "human", "value": "Add\n\n1 2"}, {"from": "gpt", "value": "3"}]},
+        "sharegpt",
+        "s",
+        "m",
+    )
+    assert share["messages"] == alpaca["messages"] and share["id"] == alpaca["id"]
+    mapped = normalize_record({"q": "hi", "a": "yo"}, "prompt_response", "s", "d", {"prompt": "q", "response": "a"})
+    assert (mapped["prompt"], mapped["response"]) == ("hi", "yo")
+    as_text = normalize_record(
+        {"messages": '[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]'}, "messages", "s", "d"
+    )
+    assert as_text["response"] == "b"
+
+
+def test_multi_turn_flattening():
+    msgs = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "U1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "U2"},
+        {"role": "assistant", "content": "A2"},
+    ]
+    assert flatten(msgs) == ("system: S\n\nuser: U1\n\nassistant: A1\n\nuser: U2", "A2")
+    assert flatten(msgs[:3]) == ("S\n\nU1", "A1")
+
+
+@pytest.mark.parametrize(
+    ("record", "fmt", "reason"),
+    [
+        ({"instruction": "x"}, "alpaca", "missing field 'output'"),
+        ({"instruction": "x", "output": 3}, "alpaca", "field 'output' is int"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages", "unknown role 'wizard'"),
+        ({"messages": [{"role": "user", "content": "x"}]}, "messages", "no assistant turn"),
+        ({"messages": []}, "messages", "non-empty list"),
+        (["not", "a", "dict"], "alpaca", "record is list"),
+    ],
+)
+def test_bad_records_name_the_problem(record, fmt, reason):
+    with pytest.raises(RecordError, match=reason):
+        normalize_record(record, fmt, "s", "d")
+
+
+def test_allocate_and_upsample_plan():
+    assert allocate(20, [0.5, 0.3, 0.2]) == [10, 6, 4]
+    assert allocate(10, [1 / 3] * 3) == [4, 3, 3]
+    assert sum(allocate(20_000, [0.75, 0.15, 0.1])) == 20_000
+    assert upsample_plan(25, 10) == (2, 5)
+
+
+def test_exact_and_near_duplicates_keep_the_first():
+    keys = [exact_key("Hello  World", "x"), exact_key("a", "b"), exact_key("hello world", "X ")]
+    assert exact_duplicates(keys) == {2: 0}
+    base = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat " * 2
+    texts = [
+        base,
+        "entirely different words about parquet files and ray clusters " * 2,
+        base.replace("lazy", "lazy!"),
+        base,
+    ]
+    sigs = minhash_signatures(texts, num_perm=128, shingle=5)
+    assert sigs.shape == (4, 128) and sigs.dtype == np.uint32
+    assert near_duplicates(list(sigs), threshold=0.8) == {2: 0, 3: 0}
+    with pytest.raises(ConfigError, match="dedup.threshold: 0.99 is too high for num_perm 128"):
+        validate_config(
+            MixtureConfig,
+            {"budget": 1, "sources": [{"name": "a", "domain": "d", "path": "x"}], "dedup": {"threshold": 0.99}},
+        )
+
+
+def test_humaneval_decontamination():
+    items = read_eval_items(humaneval_path(), ["prompt", "canonical_solution"], "task_id")
+    assert len(items) == 164 and items[0][0] == "HumanEval/0"
+    grams = eval_ngrams(items, 10)
+    hit = find_contamination("Please write this:\n" + items[5][1], grams, 10)
+    assert hit is not None and hit[0] == "HumanEval/5"
+    assert find_contamination("def add(a, b):\n    return a + b  # a tiny clean function", grams, 10) is None
+
+
+def test_config_cross_field_errors():
+    src = {"name": "a", "domain": "d", "path": "x.jsonl"}
+    with pytest.raises(ConfigError, match="fractions must sum to 1"):
+        validate_config(
+            MixtureConfig, {"budget": 10, "sources": [src | {"fraction": 0.5}, src | {"name": "b", "fraction": 0.3}]}
+        )
+    with pytest.raises(ConfigError, match="more than budget"):
+        validate_config(MixtureConfig, {"budget": 10, "sources": [src | {"count": 11}]})
+    with pytest.raises(ConfigError, match="sources.0.format"):
+        validate_config(MixtureConfig, {"budget": 10, "sources": [src | {"format": "yaml-chat"}]})
+    with pytest.raises(ConfigError, match="unknown field 'question'"):
+        validate_config(MixtureConfig, {"budget": 10, "sources": [src | {"columns": {"question": "q"}}]})
+    with pytest.raises(ConfigError, match="duplicate source name"):
+        validate_config(MixtureConfig, {"budget": 10, "sources": [src | {"count": 1}, src | {"count": 1}]})
+    cfg = validate_config(MixtureConfig, {"budget": 10, "sources": [src]})
+    assert cfg.requested() == [10]
+    assert cfg.config_hash() == validate_config(MixtureConfig, cfg.to_dict()).config_hash()
+    assert cfg.config_hash() != validate_config(MixtureConfig, cfg.to_dict() | {"seed": 1}).config_hash()
