@@ -177,7 +177,7 @@ def test_bad_configs_and_sources_fail_clearly_without_output(
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
-def test_kcenter_selection_spreads_over_topics(ray_cluster, tmp_path):
+def test_kcenter_selection_spreads_over_topics_of_an_hf_source(ray_cluster, tmp_path):
     topics = [
         "parquet files and arrow tables",
         "gradient descent with momentum",
@@ -189,8 +189,10 @@ def test_kcenter_selection_spreads_over_topics(ray_cluster, tmp_path):
         for t in topics
         for v in range(8)
     ]
-    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    src = {"name": "topics", "domain": "mixed", "path": str(tmp_path / "t.jsonl"), "count": 4, "selection": "kcenter"}
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    # an `hf` source goes through datasets.load_dataset, here on a local folder (offline)
+    src = {"name": "topics", "domain": "mixed", "hf": str(tmp_path / "hub"), "count": 4, "selection": "kcenter"}
     cfg = validate_config(MixtureConfig, base_config([src], 4, dedup={"near": False}, decontam={}))
     build_mixture(cfg, tmp_path / "kc", progress=False)
     prompts = pq.read_table(tmp_path / "kc" / "train").column("prompt").to_pylist()

@@ -116,3 +116,16 @@ def test_config_cross_field_errors():
     assert cfg.requested() == [10]
     assert cfg.config_hash() == validate_config(MixtureConfig, cfg.to_dict()).config_hash()
     assert cfg.config_hash() != validate_config(MixtureConfig, cfg.to_dict() | {"seed": 1}).config_hash()
+
+
+def test_shipped_mix_presets_validate():
+    from pathlib import Path
+
+    from onlyif.config import load_config
+
+    presets = sorted((Path(__file__).parent.parent / "jobs" / "configs").glob("mix_*.yaml"))
+    assert len(presets) >= 2
+    for path in presets:
+        cfg = load_config(MixtureConfig, path)
+        assert sum(cfg.requested()) == cfg.budget
+        assert path.read_text().startswith("#") and "ray job submit" in path.read_text()

@@ -192,5 +192,6 @@ def read_source(rs: ResolvedSource, num_blocks: int) -> ray.data.Dataset:
                 hf_ds = datasets.load_dataset(src.hf, src.hf_config, split=src.split)
         except (FileNotFoundError, ValueError, ConnectionError) as exc:
             raise ConfigError(f"{_where(src)}: cannot load dataset: {str(exc).splitlines()[0]}") from None
-        ds = ray.data.from_huggingface(hf_ds)
+        # not ray.data.from_huggingface: it first asks the Hub for parquet exports, which fails offline
+        ds = ray.data.from_arrow(hf_ds.with_format("arrow")[:])
     return ds.repartition(num_blocks)

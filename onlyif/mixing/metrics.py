@@ -24,10 +24,11 @@ def tokenize(text: str, unit: str) -> list[str]:
 
 
 def choose_unit(texts: Sequence[str]) -> str:
-    """``"words"`` for natural text, ``"chars"`` when the texts average under 3 words (e.g. ``ab→ca|bbabb=``)."""
+    """``"words"`` for natural text, ``"chars"`` when texts average under 3 whitespace-separated tokens
+    (e.g. the rewrite-task prompt ``ab→ca|bbabb=``)."""
     if not texts:
         return "words"
-    return "words" if np.mean([len(words(t)) for t in texts[:1000]]) >= 3 else "chars"
+    return "words" if np.mean([len(t.split()) for t in texts[:1000]]) >= 3 else "chars"
 
 
 def distinct_n(tokenized: Sequence[list[str]], n: int) -> float:
