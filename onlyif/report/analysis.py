@@ -93,8 +93,9 @@ def build_curves(df: pd.DataFrame, cfg: ReportConfig) -> list[Curve]:
         raise ValueError(f"report.metric: {cfg.metric!r} is not among the trial metrics {metrics}")
     factors = factor_columns(df)
     work = df.copy()
-    for c in factors:
-        work[c] = work[c].map(lambda v: "none" if v is None else (str(v) if isinstance(v, list | dict) else v))
+    for c in factors:  # one type per factor column, so settings sort and print consistently
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in work[c]):
+            work[c] = work[c].map(lambda v: "none" if v is None else str(v))
     groups = work.groupby(factors, dropna=False, sort=True) if factors else [((), work)]
     curves = []
     for key, sub in groups:

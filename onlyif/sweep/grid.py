@@ -109,12 +109,12 @@ def expand_grid(cfg: SweepConfig) -> list[Point]:
             reason = f"S = budget / I = {budget} / {inst} < 1"
         else:
             try:
-                tcfg = validate_config(TaskConfig, task, source="task")
-                validate_config(TrainConfig, train, source="train")
+                task_cfg = validate_config(TaskConfig, task, source="task")
+                train_cfg = validate_config(TrainConfig, train, source="train")
             except ConfigError as exc:
                 reason = str(exc)
             else:
-                task = tcfg.to_dict()
+                task, train = task_cfg.to_dict(), train_cfg.to_dict()
         full = dict(labels)
         if reason is None:
             full.setdefault("budget", task["budget"] if task.get("budget") is not None else None)

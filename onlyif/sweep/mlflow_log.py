@@ -102,6 +102,7 @@ class MlflowTrialLogger(Callback):
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
         self._client: Any = None
         self._runs: dict[str, str] = {}
+        self._logged: dict[str, dict[str, tuple[int, float]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into its experiment state
         return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id}
@@ -159,7 +160,10 @@ class MlflowTrialLogger(Callback):
         run_id = self._run_id(trial)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         ts = int(float(result.get("timestamp", 0)) * 1000)
-        metrics = [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()]
+        seen = self._logged.setdefault(trial.trial_id, {})
+        fresh = {k: v for k, v in numeric_metrics(result).items() if seen.get(k) != (step, v)}
+        seen.update({k: (step, v) for k, v in fresh.items()})  # the final result repeats the last epoch's values
+        metrics = [Metric(k, v, ts, step) for k, v in fresh.items()]
         for i in range(0, len(metrics), 500):
             self.client.log_batch(run_id, metrics=metrics[i : i + 500])
         if MANIFEST_KEY in result:

@@ -39,6 +39,7 @@ class SweepOutcome:
     errored: int
     report: dict[str, Any] | None
     wall_seconds: float
+    tracking_uri: str
 
 
 def _trial_resources(cfg: SweepConfig) -> dict[str, float]:
@@ -95,12 +96,15 @@ class TrialProgress(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from tqdm.auto import tqdm
-
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if self.bar is None:
-            done = sum(1 for t in trials if t.status == "TERMINATED") - 1
-            self.bar = tqdm(total=self.total, initial=max(done, 0), desc="sweep", unit="trial", leave=False)
+            from tqdm.auto import tqdm
+
+            done = sum(1 for t in trials if t.status == "TERMINATED")
+            self.bar = tqdm(total=self.total, initial=done, desc="sweep", unit="trial", leave=False)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.on_step_begin(iteration, trials)
         self.bar.update(1)
         self.bar.set_postfix_str(trial.config["point"]["id"])
 
@@ -171,6 +175,7 @@ def run_sweep(
     from onlyif.sweep.mlflow_log import MlflowTrialLogger
     from onlyif.sweep.trainable import run_trial
 
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment tables on the console
     t0 = time.perf_counter()
     exp = Path(exp_dir).resolve()
     if resume:
@@ -244,4 +249,4 @@ def run_sweep(
             f"sweep incomplete: {finished} of {len(valid)} trials finished ({errored} errored); "
             f"continue with: onlyif sweep --resume {exp}"
         )
-    return SweepOutcome(exp, finished, len(valid), errored, rep, wall)
+    return SweepOutcome(exp, finished, len(valid), errored, rep, wall, state["tracking_uri"])

@@ -48,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
             for line in curve["conclusion"]:
                 print(line)
         print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
-    print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s; MLflow: see README")
+    print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s")
+    print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} --workers 1")
     return 0 if outcome.finished == outcome.total else 1

@@ -1,0 +1,213 @@
+"""Sweeps: grid expansion, a tiny 2×2 grid end to end on local Ray + MLflow sqlite, and resume after SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from onlyif.config import load_config, validate_config
+from onlyif.errors import ConfigError
+from onlyif.sweep.config import SweepConfig
+from onlyif.sweep.grid import expand_grid
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny",
+    "task": {
+        "alphabet_size": 4,
+        "input_length": 6,
+        "pattern_length": 2,
+        "noop_share": 0.25,
+        "test_seen": 16,
+        "test_unseen": 16,
+    },
+    "train": {
+        "model": {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 32},
+        "epochs": 1,
+        "batch_size": 16,
+        "scaling": {"num_workers": 1, "threads_per_worker": 1},
+        "eval": {"max_examples": 16},
+        "checkpoint": {"keep": 1},
+    },
+    "grid": {"instructions": [2, 4], "budget": [32, 48]},
+    "report": {"bootstrap": 20},
+}
+
+
+def _cfg(**grid) -> SweepConfig:
+    data = json.loads(json.dumps(TINY))
+    data["grid"] = grid or data["grid"]
+    return validate_config(SweepConfig, data)
+
+
+def test_budget_grid_derives_s_and_skips_invalid_points():
+    points = expand_grid(_cfg(instructions=[10, 100, 1000], budget=[500], seeds=[0, 1]))
+    valid = [p for p in points if p.skip_reason is None]
+    skipped = [p for p in points if p.skip_reason is not None]
+    assert [p.id for p in skipped] == ["I=1000,B=500,seed=0", "I=1000,B=500,seed=1"]
+    assert "S = budget / I = 500 / 1000 < 1" in skipped[0].skip_reason
+    assert [(p.labels["instructions"], p.labels["examples_per_instruction"]) for p in valid] == [
+        (10, 50),
+        (10, 50),
+        (100, 5),
+        (100, 5),
+    ]
+    assert {(p.task["seed"], p.train["seed"]) for p in valid} == {(0, 0), (1, 1)}
+    assert all(p.task["budget"] == 500 and p.task["examples_per_instruction"] is None for p in valid)
+
+
+def test_grid_axes_cross_with_instructions_and_validate_each_point():
+    cfg = _cfg(
+        instructions=[2, 4],
+        examples_per_instruction=[3],
+        axes={"task.noop_share": [0.1, 0.5], "train.optim.lr": [1e-3], "task.frequency_alpha": [None, 0.5]},
+    )
+    points = expand_grid(cfg)
+    assert len(points) == 8 and all(p.skip_reason is None for p in points)
+    p = next(p for p in points if p.labels["task.noop_share"] == 0.5 and p.labels["task.frequency_alpha"] == 0.5)
+    assert p.task["noop_share"] == 0.5 and p.task["frequency_alpha"] == 0.5 and p.train["optim"]["lr"] == 1e-3
+    assert p.labels["budget"] == p.task["instructions"] * 3
+    # A point the task config refuses is skipped with the config's own one-line reason.
+    bad = expand_grid(_cfg(instructions=[2], budget=[32], axes={"task.pattern_length": [2, 9]}))
+    assert bad[0].skip_reason is None
+    assert bad[1].skip_reason is not None and "pattern_length" in bad[1].skip_reason
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"budget": [10], "examples_per_instruction": [2]}, "examples_per_instruction"),
+        ({"instructions": [0]}, "instructions"),
+        ({"axes": {"noop_share": [0.1]}}, "must start with 'task.' or 'train.'"),
+        ({"axes": {"task.instructions": [1]}}, "first-class grid field"),
+    ],
+)
+def test_bad_grid_configs_name_the_key(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(**grid)
+
+
+def test_shipped_sweep_configs_expand():
+    files = sorted((REPO / "jobs" / "configs").glob("sweep_*.yaml")) + sorted(
+        (REPO / "jobs" / "configs").glob("reproduce*.yaml")
+    )
+    assert files, "no sweep presets under jobs/configs"
+    for f in files:
+        cfg = load_config(SweepConfig, f)
+        points = expand_grid(cfg)
+        assert any(p.skip_reason is None for p in points), f
+
+
+def _child_runs(exp: Path):
+    from onlyif.sweep.mlflow_log import child_runs
+
+    state = json.loads((exp / "state.json").read_text())
+    return state, child_runs(state["tracking_uri"], state["parent_run_id"])
+
+
+def _is_png(path: Path) -> bool:
+    import matplotlib.image
+
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib.image.imread(path).ndim == 3
+
+
+def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
+    from mlflow import MlflowClient
+    from ray.tune import ExperimentAnalysis
+
+    from onlyif.report.report_cmd import make_report
+    from onlyif.sweep.run import run_sweep
+
+    exp = tmp_path / "exp"
+    out = run_sweep(_cfg(), exp, echo=lambda *_: None)
+    assert (out.finished, out.total, out.errored) == (4, 4, 0)
+
+    analysis = ExperimentAnalysis(str(exp / "tune" / "tiny"))
+    assert len(analysis.trials) == 4 and all(t.status == "TERMINATED" for t in analysis.trials)
+    assert all(
+        t.last_result["final"] == 1 and "test_unseen/exact_match_applied" in t.last_result for t in analysis.trials
+    )
+
+    state, runs = _child_runs(exp)
+    client = MlflowClient(state["tracking_uri"])
+    experiment = client.get_experiment(state["experiment_id"])
+    all_runs = client.search_runs([experiment.experiment_id])
+    assert len(all_runs) == 5 and len(runs) == 4  # 1 parent + 4 children
+    assert {r.data.tags["onlyif.point_id"] for r in runs} == {
+        "I=2,B=32,seed=0", "I=2,B=48,seed=0", "I=4,B=32,seed=0", "I=4,B=48,seed=0",
+    }  # fmt: skip
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert r.data.params["task.alphabet_size"] == "4" and r.data.params["train.model.n_embd"] == "16"
+        assert r.data.params["grid.instructions"] in ("2", "4")
+        assert {"train_loss", "test_seen/exact_match", "test_unseen/exact_match_applied"} <= set(r.data.metrics)
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")] == [1]
+        assert [a.path for a in client.list_artifacts(r.info.run_id)] == ["dataset_manifest.json"]
+    parent = client.get_run(state["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"sweep.yaml", "grid.json", "report"} <= parent_files
+
+    report = json.loads((exp / "report" / "report.json").read_text())
+    assert report["trials"] == 4 and len(report["curves"]) == 2  # one curve per budget
+    assert (exp / "report" / "report.md").read_text().startswith("# Sweep tiny")
+    pngs = sorted((exp / "report" / "plots").glob("*.png"))
+    assert {p.name for p in pngs} >= {"accuracy_vs_instructions.png", "heatmap_budget_instructions.png"}
+    assert all(_is_png(p) for p in pngs)
+
+    # The same report can be rebuilt from MLflow alone, with the same numbers.
+    again = make_report(exp, source="mlflow", out=tmp_path / "from_mlflow", log_to_mlflow=False)
+    assert [c["means"] for c in again["curves"]] == [c["means"] for c in report["curves"]]
+
+
+def _tune_finished(exp: Path) -> int:
+    done = 0
+    for f in (exp / "tune" / "resume").glob("*/result.json"):
+        if any(json.loads(line).get("final") == 1 for line in f.read_text().splitlines() if line.strip()):
+            done += 1
+    return done
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_duplicate_runs(ray_cluster, tmp_path):
+    from onlyif.sweep.run import run_sweep
+
+    data = json.loads(json.dumps(TINY)) | {"name": "resume", "grid": {"instructions": [2, 4], "budget": [32]}}
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(data))
+    exp = tmp_path / "exp"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onlyif.cli", "sweep", "--config", str(config), "--out", str(exp)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while _tune_finished(exp) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, f"sweep ended before it could be interrupted:\n{proc.stdout.read()}"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, output
+    assert _tune_finished(exp) == 1, output
+    assert "continue with: onlyif sweep --resume" in output
+
+    out = run_sweep(None, exp, resume=True, echo=lambda *_: None)
+    assert (out.finished, out.total) == (2, 2)
+    _, runs = _child_runs(exp)
+    trial_ids = [r.data.tags["onlyif.trial_id"] for r in runs]
+    assert len(runs) == 2 and len(set(trial_ids)) == 2  # no duplicate child runs after the resume
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 2
