@@ -174,9 +174,9 @@ def base_config(sources: list[dict[str, Any]], budget: int, **extra: Any) -> dic
         "seed": 0,
         "budget": budget,
         "sources": sources,
-        "num_blocks": 2,
+        "num_blocks": 1,
         "embed": {"model": "hashing", "dim": 256, "actors": 1},
-        "diversity": {"sample": 64, "clusters": 4},
+        "diversity": {"enabled": False, "sample": 64, "clusters": 4},
         "decontam": {"eval_sets": [{"name": "humaneval"}], "ngram": 10},
     }
     cfg.update(extra)

@@ -9,7 +9,7 @@ from onlyif.config import validate_config
 from onlyif.data.mixture_config import MixtureConfig
 from onlyif.errors import ConfigError
 from onlyif.mixing.budget import allocate, upsample_plan
-from onlyif.mixing.decontam import eval_ngrams, find_contamination, humaneval_path, read_eval_items
+from onlyif.mixing.decontam import NgramIndex, humaneval_path, read_eval_items
 from onlyif.mixing.dedup import exact_duplicates, minhash_signatures, near_duplicates
 from onlyif.mixing.normalize import RecordError, flatten, normalize_record
 from onlyif.mixing.text import exact_key
@@ -92,10 +92,10 @@ def test_exact_and_near_duplicates_keep_the_first():
 def test_humaneval_decontamination():
     items = read_eval_items(humaneval_path(), ["prompt", "canonical_solution"], "task_id")
     assert len(items) == 164 and items[0][0] == "HumanEval/0"
-    grams = eval_ngrams(items, 10)
-    hit = find_contamination("Please write this:\n" + items[5][1], grams, 10)
+    index = NgramIndex(items, 10)
+    hit = index.match("Please write this:\n" + items[5][1])
     assert hit is not None and hit[0] == "HumanEval/5"
-    assert find_contamination("def add(a, b):\n    return a + b  # a tiny clean function", grams, 10) is None
+    assert index.match("def add(a, b):\n    return a + b  # a tiny clean function") is None
 
 
 def test_config_cross_field_errors():

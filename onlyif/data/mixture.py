@@ -21,7 +21,7 @@ from onlyif.data.mixture_config import MixtureConfig, SourceConfig
 from onlyif.data.sources import ResolvedSource, read_source, resolve_source
 from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.mixing.budget import upsample_plan
-from onlyif.mixing.decontam import HUMANEVAL, eval_ngrams, find_contamination, humaneval_path, read_eval_items
+from onlyif.mixing.decontam import HUMANEVAL, NgramIndex, humaneval_path, read_eval_items
 from onlyif.mixing.dedup import exact_duplicates, minhash_signatures, near_duplicates
 from onlyif.mixing.kcenter import k_center
 from onlyif.mixing.normalize import RecordError, normalize_record
@@ -68,7 +68,7 @@ def _raw_text(record: Any) -> str:
     return record if isinstance(record, str) else json.dumps(record, ensure_ascii=False, default=str)
 
 
-def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], grams: dict[str, str], ngram: int):
+def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], index: NgramIndex | None):
     """Normalize, quarantine, filter, flag contamination and sign one batch of raw records (pure w.r.t. Ray)."""
     import pyarrow as pa
 
@@ -100,7 +100,7 @@ def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], grams: dict
             row |= {"status": FILTERED, "reason": f"shorter than min_chars {filters['min_chars']}"}
         elif filters["max_chars"] is not None and size > filters["max_chars"]:
             row |= {"status": FILTERED, "reason": f"longer than max_chars {filters['max_chars']}"}
-        elif grams and (hit := find_contamination(f"{row['prompt']}\n{row['response']}", grams, ngram)):
+        elif index is not None and (hit := index.match(f"{row['prompt']}\n{row['response']}")):
             row |= {"status": CONTAMINATED, "reason": f"{hit[0]}: {hit[1]}"}
         else:
             row |= {"status": OK, "key": exact_key(row["prompt"], row["response"])}
@@ -114,7 +114,7 @@ def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], grams: dict
     return pa.Table.from_pylist([{f: r.get(f) for f in schema.names} for r in rows], schema=schema)
 
 
-def _eval_grams(cfg: MixtureConfig) -> tuple[dict[str, str], list[dict[str, Any]]]:
+def _eval_index(cfg: MixtureConfig) -> tuple[NgramIndex | None, list[dict[str, Any]]]:
     items, info = [], []
     for es in cfg.decontam.eval_sets:
         path = Path(es.path) if es.path else humaneval_path()
@@ -125,10 +125,10 @@ def _eval_grams(cfg: MixtureConfig) -> tuple[dict[str, str], list[dict[str, Any]
         from onlyif.io import sha256_file
 
         info.append({"name": es.name, "path": str(path), "sha256": sha256_file(path), "items": len(these)})
-    return eval_ngrams(items, cfg.decontam.ngram), info
+    return (NgramIndex(items, cfg.decontam.ngram) if items else None), info
 
 
-def _read_all(cfg: MixtureConfig, resolved: list[ResolvedSource], grams: dict[str, str]):
+def _read_all(cfg: MixtureConfig, resolved: list[ResolvedSource], index: NgramIndex | None):
     """Run the parallel pass; returns the materialized work dataset."""
     import ray.data
 
@@ -138,7 +138,7 @@ def _read_all(cfg: MixtureConfig, resolved: list[ResolvedSource], grams: dict[st
         src = rs.cfg.model_dump()
         ds = read_source(rs, cfg.num_blocks).map_batches(
             process_batch,
-            fn_kwargs={"src": src, "dedup": dedup, "grams": grams, "ngram": cfg.decontam.ngram},
+            fn_kwargs={"src": src, "dedup": dedup, "index": index},
             batch_format="pyarrow",
             batch_size=512,
         )
@@ -224,10 +224,10 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
 
     ensure_writable_dir(out, overwrite)
     resolved = [resolve_source(s) for s in cfg.sources]
-    grams, eval_info = _eval_grams(cfg)
+    index, eval_info = _eval_index(cfg)
     requested = cfg.requested()
     init_ray(progress=progress)
-    work = _read_all(cfg, resolved, grams)
+    work = _read_all(cfg, resolved, index)
 
     meta = _to_table(work, ["id", "source", "status", "reason", "raw", "path", "line", "key", "minhash"])
     cols = {c: meta.column(c).to_pylist() for c in ("id", "source", "status", "reason", "raw", "path", "line", "key")}

@@ -48,19 +48,28 @@ def read_eval_items(path: str | Path, fields: Sequence[str], id_field: str | Non
     return items
 
 
-def eval_ngrams(items: Iterable[tuple[str, str]], n: int) -> dict[str, str]:
-    """``{n-gram: first eval item id containing it}``."""
-    out: dict[str, str] = {}
-    for item_id, text in items:
-        for g in word_ngrams(words(text), n):
-            out.setdefault(g, item_id)
-    return out
+class NgramIndex:
+    """The n-grams of an evaluation set, each with the first eval item that contains it."""
 
+    def __init__(self, items: Iterable[tuple[str, str]], n: int) -> None:
+        self.n = n
+        self.grams: dict[str, str] = {}
+        for item_id, text in items:
+            for g in word_ngrams(words(text), n):
+                self.grams.setdefault(g, item_id)
+        self.starts = frozenset(g.split(" ", 1)[0] for g in self.grams)
 
-def find_contamination(text: str, grams: dict[str, str], n: int) -> tuple[str, str] | None:
-    """``(eval item id, n-gram)`` of the first shared n-gram of ``text``, or None if it is clean."""
-    for g in word_ngrams(words(text), n):
-        hit = grams.get(g)
-        if hit is not None:
-            return hit, g
-    return None
+    def __len__(self) -> int:
+        return len(self.grams)
+
+    def match(self, text: str) -> tuple[str, str] | None:
+        """``(eval item id, n-gram)`` of the first shared n-gram of ``text``, or None if it is clean."""
+        toks = words(text)
+        n = self.n
+        for i in range(len(toks) - n + 1):
+            if toks[i] in self.starts:
+                g = " ".join(toks[i : i + n])
+                hit = self.grams.get(g)
+                if hit is not None:
+                    return hit, g
+        return None

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 
+import numpy as np
+
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
+_PRIME = np.uint32(16777619)
 
 
 def canonical(text: str) -> str:
@@ -29,9 +32,15 @@ def word_ngrams(tokens: list[str], n: int) -> list[str]:
     return [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
-def char_shingles(text: str, n: int) -> set[str]:
-    """Character n-grams of the canonical text (the whole text when shorter than ``n``)."""
-    t = canonical(text)
-    if len(t) <= n:
-        return {t}
-    return {t[i : i + n] for i in range(len(t) - n + 1)}
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """Distinct 32-bit hashes of the character n-grams of the canonical text (one for texts shorter than ``n``).
+
+    A polynomial hash over code points, vectorized with numpy (uint32 arithmetic wraps); stable across
+    processes, unlike ``hash()``.
+    """
+    c = np.frombuffer(canonical(text).encode("utf-32-le"), dtype=np.uint32)
+    m = max(len(c) - n + 1, 1)
+    h = np.zeros(m, dtype=np.uint32)
+    for k in range(min(n, len(c))):
+        h = h * _PRIME + c[k : k + m]
+    return np.unique(h)
