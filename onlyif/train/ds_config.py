@@ -25,7 +25,6 @@ def build_ds_config(cfg: TrainConfig, total_steps: int) -> dict[str, Any]:
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": o.grad_accum,
-        "train_batch_size": cfg.batch_size * o.grad_accum * cfg.scaling.num_workers,
         "gradient_clipping": o.grad_clip,
         "optimizer": {
             "type": "AdamW",

@@ -51,11 +51,15 @@ def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def _init_deepspeed(cfg: TrainConfig) -> Any:
+    import importlib
+
     import deepspeed
-    import deepspeed.comm.torch as ds_torch
 
     if not cfg.scaling.use_gpu:
-        ds_torch.build_shm_op = lambda: None  # skip the ~30 s shm JIT build; gloo does the CPU collectives
+        # (``import deepspeed.comm.torch as m`` would bind the torch package: deepspeed.comm re-exports it)
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: (
+            None
+        )  # skip the ~30 s shm JIT build; gloo does the CPU collectives
     deepspeed.init_distributed(dist_backend="nccl" if cfg.scaling.use_gpu else "gloo")
     return deepspeed
 
