@@ -211,3 +211,22 @@ def test_interrupted_sweep_resumes_without_duplicate_runs(ray_cluster, tmp_path)
     assert len(runs) == 2 and len(set(trial_ids)) == 2  # no duplicate child runs after the resume
     assert all(r.info.status == "FINISHED" for r in runs)
     assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 2
+
+
+def test_cli_dry_run_lists_points_and_refuses_bad_combinations(tmp_path, capsys):
+    from onlyif.cli import main
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        yaml.safe_dump(json.loads(json.dumps(TINY)) | {"grid": {"instructions": [2, 64], "budget": [32]}})
+    )
+    assert main(["sweep", "--config", str(config), "--dry-run", "--set", "grid.seeds=[0, 1]"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["run  I=2,B=32,seed=0", "run  I=2,B=32,seed=1"]
+    assert lines[2] == "skip I=64,B=32,seed=0: S = budget / I = 32 / 64 < 1"
+    assert main(["sweep", "--config", str(config)]) == 1
+    assert "--out EXP_DIR is required" in capsys.readouterr().err
+    assert main(["sweep", "--resume", str(tmp_path), "--config", str(config)]) == 1
+    assert main(["sweep", "--resume", str(tmp_path)]) == 1
+    assert "not a sweep experiment folder" in capsys.readouterr().err
+    assert main(["sweep", "--config", str(config), "--set", "grid.budget=[0]", "--dry-run"]) == 2

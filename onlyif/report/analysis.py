@@ -123,6 +123,10 @@ def build_curves(df: pd.DataFrame, cfg: ReportConfig) -> list[Curve]:
     return curves
 
 
+def fmt_bound(x: float) -> str:
+    return f"{x:.0f}" if np.isfinite(x) else "beyond the grid"
+
+
 def conclude(curve: Curve, cfg: ReportConfig) -> tuple[list[str], bool | None]:
     """Sentences describing the curve, computed from its numbers; plus whether the phenomenon is shown."""
     inst, m = curve.instructions, curve.means[cfg.metric]
@@ -161,11 +165,13 @@ def conclude(curve: Curve, cfg: ReportConfig) -> tuple[list[str], bool | None]:
     fit = curve.fit
     if fit is not None and fit.threshold is not None:
         interval = (
-            f" (95% bootstrap interval over {fit.method}: {fit.low:.0f}–{fit.high:.0f})" if fit.low is not None else ""
+            f" (95% bootstrap interval over {fit.method}: {fit.low:.0f}–{fmt_bound(fit.high)})"
+            if fit.low is not None
+            else ""
         )
         out.append(
             f"Logistic fit in log10 I: {name} crosses {fit.level:g} at I ≈ {fit.threshold:.0f}{interval}; "
-            f"transition width {fit.width:.2f} decades."
+            f"transition width {fit.width:.2f} decades, plateau {fit.top:.2f}."
         )
         lower = [i for i in inst if i <= fit.threshold]
         upper = [i for i in inst if i > fit.threshold]

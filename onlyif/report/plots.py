@@ -51,13 +51,12 @@ def plot_vs_instructions(curves: list[Curve], metrics: list[str], main_metric: s
         fit = curve.fit
         if fit is not None and fit.threshold is not None:
             xs = np.logspace(np.log10(curve.instructions[0]), np.log10(curve.instructions[-1]), 200)
-            ys = 1.0 / (
-                1.0 + np.exp(-(np.log10(xs / fit.threshold) / fit.width + np.log(fit.level / (1 - fit.level))))
-            )
+            shift = np.log(fit.level / (fit.top - fit.level))  # the curve passes through (threshold, level)
+            ys = fit.top / (1.0 + np.exp(-(np.log10(xs / fit.threshold) / fit.width + shift)))
             ax.plot(xs, ys, color="k", lw=0.8, alpha=0.6, label="logistic fit")
             ax.axvline(fit.threshold, color="k", lw=0.8, ls="--", label=f"threshold I≈{fit.threshold:.0f}")
             if fit.low is not None:
-                ax.axvspan(fit.low, fit.high, color="k", alpha=0.08)
+                ax.axvspan(fit.low, min(fit.high, curve.instructions[-1]), color="k", alpha=0.08)
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("distinct instructions I")

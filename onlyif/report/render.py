@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from onlyif.io import write_json_atomic, write_text_atomic
-from onlyif.report.analysis import METRIC_NAMES, build_curves, factor_columns, metric_columns, summarize
+from onlyif.report.analysis import METRIC_NAMES, build_curves, factor_columns, fmt_bound, metric_columns, summarize
 from onlyif.report.plots import plot_heatmap, plot_vs_factor, plot_vs_instructions
 from onlyif.sweep.config import ReportConfig
 
@@ -81,8 +81,8 @@ def write_report(
         md += [
             f"Logistic fit of `{cfg.metric}` in log10 I; threshold = the I where it crosses {cfg.threshold:g}.",
             "",
-            "| setting | threshold I | 95% interval | width (decades) | interval from |",
-            "|---|---|---|---|---|",
+            "| setting | threshold I | 95% interval | width (decades) | plateau | interval from |",
+            "|---|---|---|---|---|---|",
         ]
         for c in curves:
             f = c.fit
@@ -90,9 +90,10 @@ def write_report(
                 continue
             where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in c.setting.items()) or "all"
             thr = f"{f.threshold:.0f}" if f.threshold is not None else f"outside range ({f.censored})"
-            iv = f"{f.low:.0f}–{f.high:.0f}" if f.low is not None else "–"
+            iv = f"{f.low:.0f}–{fmt_bound(f.high)}" if f.low is not None else "–"
             width = f"{f.width:.2f}" if f.width is not None else "–"
-            md.append(f"| {where} | {thr} | {iv} | {width} | {f.method} ({f.resamples} resamples) |")
+            top = f"{f.top:.2f}" if f.top is not None else "–"
+            md.append(f"| {where} | {thr} | {iv} | {width} | {top} | {f.method} ({f.resamples} resamples) |")
         md.append("")
     if made:
         md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in made] + [""]

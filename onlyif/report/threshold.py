@@ -1,7 +1,8 @@
 """The emergence threshold: where a logistic curve in log10(I) crosses a given accuracy, with a bootstrap interval.
 
-Model: ``acc(I) = 1 / (1 + exp(-(log10 I - t) / w))``, fitted by least squares to every trial's accuracy;
-the threshold is the I where the curve crosses ``level`` (``10**t`` for ``level = 0.5``). The interval comes
+Model: ``acc(I) = top / (1 + exp(-(log10 I - t) / w))`` (a free plateau ``top`` ≤ 1, since under-trained models
+plateau below 1), fitted by least squares to every trial's accuracy; the threshold is the I where the curve
+crosses ``level``. The interval comes
 from refitting on resampled data: seeds resampled with replacement within each I when there are several seeds,
 otherwise the test examples (a binomial draw per trial from its accuracy and example count).
 """
@@ -28,6 +29,8 @@ class ThresholdFit:
     high: float | None
     width: float | None
     """Transition width in decades of I (the logistic scale ``w``)."""
+    top: float | None
+    """Fitted plateau of the accuracy at large I."""
     level: float
     censored: str | None
     """``"below"`` (every point at or above level), ``"above"`` (every point below) or None."""
@@ -36,28 +39,31 @@ class ThresholdFit:
     resamples: int
 
 
-def _fit(logi: np.ndarray, acc: np.ndarray) -> tuple[float, float]:
-    """Least-squares logistic (center t, width w) in log10 I; w is bounded so a step stays well posed."""
-    order = np.argsort(logi)
+def _fit(logi: np.ndarray, acc: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares logistic (center t, width w, plateau top) in log10 I; bounded so a step stays well posed."""
     lo, hi = float(logi.min()), float(logi.max())
-    # Start at the midpoint between the last mean below 0.5 and the first at/above it.
-    ulog = np.unique(logi[order])
+    # Start at the midpoint between the last mean below half the best mean and the first at/above it.
+    ulog = np.unique(logi)
     means = np.array([acc[logi == u].mean() for u in ulog])
-    above = np.nonzero(means >= 0.5)[0]
+    above = np.nonzero(means >= 0.5 * means.max())[0]
     t0 = float(ulog[above[0]] - 0.5 * (ulog[above[0]] - ulog[max(above[0] - 1, 0)])) if len(above) else hi
     w0 = max((hi - lo) / 10, _W_MIN * 2)
+    top0 = float(np.clip(means.max(), 0.06, 1.0))
 
     def resid(p: np.ndarray) -> np.ndarray:
-        t, w = p
-        return 1.0 / (1.0 + np.exp(-(logi - t) / w)) - acc
+        t, w, top = p
+        return top / (1.0 + np.exp(-(logi - t) / w)) - acc
 
     span = max(hi - lo, 1.0)
-    res = least_squares(resid, x0=[t0, w0], bounds=([lo - span, _W_MIN], [hi + span, _W_MAX]))
-    return float(res.x[0]), float(res.x[1])
+    res = least_squares(resid, x0=[t0, w0, top0], bounds=([lo - span, _W_MIN, 0.05], [hi + span, _W_MAX, 1.0]))
+    return float(res.x[0]), float(res.x[1]), float(res.x[2])
 
 
-def _crossing(t: float, w: float, level: float) -> float:
-    return t + w * math.log(level / (1.0 - level))
+def _crossing(t: float, w: float, top: float, level: float) -> float:
+    """log10 I where the curve reaches ``level`` (inf when its plateau stays below it)."""
+    if top <= level:
+        return math.inf
+    return t + w * math.log(level / (top - level))
 
 
 def fit_threshold(
@@ -90,12 +96,15 @@ def fit_threshold(
     ulog = np.unique(logi)
     means = np.array([acc[logi == u].mean() for u in ulog])
     if (means >= level).all():
-        return ThresholdFit(None, None, None, None, level, "below", "none", 0)
+        return ThresholdFit(None, None, None, None, None, level, "below", "none", 0)
     if (means < level).all():
-        return ThresholdFit(None, None, None, None, level, "above", "none", 0)
+        return ThresholdFit(None, None, None, None, None, level, "above", "none", 0)
 
-    t, w = _fit(logi, acc)
-    point = 10 ** _crossing(t, w, level)
+    t, w, top = _fit(logi, acc)
+    cross = _crossing(t, w, top, level)
+    if not math.isfinite(cross):
+        return ThresholdFit(None, None, None, w, top, level, "above", "none", 0)
+    point = 10**cross
     rng = np.random.default_rng(rng_seed)
     groups = [np.nonzero(logi == u)[0] for u in ulog]
     if seeds is not None and min(len(g) for g in groups) >= 2:
@@ -104,7 +113,7 @@ def fit_threshold(
         method = "binomial"
         n = np.maximum(np.asarray(n_examples, dtype=int), 1)
     else:
-        return ThresholdFit(point, None, None, w, level, None, "none", 0)
+        return ThresholdFit(point, None, None, w, top, level, None, "none", 0)
     draws = []
     for _ in range(resamples):
         if method == "seeds":
@@ -112,7 +121,7 @@ def fit_threshold(
             li, ac = logi[idx], acc[idx]
         else:
             li, ac = logi, rng.binomial(n, acc) / n
-        bt, bw = _fit(li, ac)
-        draws.append(_crossing(bt, bw, level))
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return ThresholdFit(point, float(10**lo), float(10**hi), w, level, None, method, resamples)
+        draws.append(_crossing(*_fit(li, ac), level))
+    lo, hi = np.percentile(draws, [2.5, 97.5])  # a resample whose plateau misses the level counts as +inf
+    high = float(10**hi) if math.isfinite(hi) else math.inf
+    return ThresholdFit(point, float(10**lo), high, w, top, level, None, method, resamples)

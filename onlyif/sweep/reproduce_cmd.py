@@ -42,4 +42,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"phenomenon {verdict}; report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials in {outcome.wall_seconds / 60:.1f} min")
     print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} --workers 1")
-    return 0 if outcome.finished == outcome.total else 1
+    return 0 if outcome.finished + outcome.stopped == outcome.total else 1

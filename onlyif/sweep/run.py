@@ -35,6 +35,8 @@ class SweepOutcome:
     exp_dir: Path
     finished: int
     """Trials that trained and evaluated to the end (over the whole sweep, earlier runs included)."""
+    stopped: int
+    """Trials ended early by the ASHA scheduler."""
     total: int
     errored: int
     report: dict[str, Any] | None
@@ -234,8 +236,9 @@ def run_sweep(
             ),
         )
     grid = tuner.fit()
-    errored = sum(1 for r in grid if r.error is not None)
+    errored = grid.num_errors
     finished = sum(1 for r in grid if r.error is None and (r.metrics or {}).get("final") == 1)
+    stopped = grid.num_terminated - finished  # ended early by the ASHA scheduler
     wall = time.perf_counter() - t0
 
     rep = None
@@ -245,11 +248,14 @@ def run_sweep(
         rep = make_report(exp, source="tune", log_to_mlflow=True)
     from mlflow import MlflowClient
 
-    status = "FINISHED" if finished == len(valid) else ("FAILED" if errored else "KILLED")
+    complete = grid.num_terminated + errored == len(valid)
+    status = "KILLED" if not complete else ("FAILED" if errored else "FINISHED")
     MlflowClient(state["tracking_uri"]).set_terminated(state["parent_run_id"], status=status)
-    if finished < len(valid):
+    if stopped:
+        echo(f"{stopped} trial(s) stopped early by the scheduler (not in the report)")
+    if not complete or errored:
         echo(
             f"sweep incomplete: {finished} of {len(valid)} trials finished ({errored} errored); "
             f"continue with: onlyif sweep --resume {exp}"
         )
-    return SweepOutcome(exp, finished, len(valid), errored, rep, wall, state["tracking_uri"])
+    return SweepOutcome(exp, finished, stopped, len(valid), errored, rep, wall, state["tracking_uri"])

@@ -50,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s")
     print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} --workers 1")
-    return 0 if outcome.finished == outcome.total else 1
+    return 0 if outcome.finished + outcome.stopped == outcome.total else 1
