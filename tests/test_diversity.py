@@ -11,7 +11,7 @@ import pytest
 
 from onlyif.cli import main
 from onlyif.data.embed import hashing_embed
-from onlyif.mixing.metrics import diversity_report, mean_pairwise_distance, vendi_score
+from onlyif.mixing.metrics import diversity_report, flat_metrics, mean_pairwise_distance, vendi_score
 
 TOPICS = [
     "How do I merge two sorted lists in Python without extra memory?",
@@ -48,6 +48,8 @@ def test_diverse_set_ranks_above_narrow_set():
         assert wide[metric] > narrow[metric], metric
     assert wide["cluster_coverage"] >= narrow["cluster_coverage"]
     assert report["unit"] == "words" and report["overall"]["rows"] == 24
+    flat = flat_metrics(report)
+    assert flat["diversity.narrow.vendi"] == narrow["vendi"] and len(flat) == 3 * len(wide)
 
 
 def test_diversity_cli_on_mixture_and_synthetic_dirs(ray_cluster, tmp_path, capsys):

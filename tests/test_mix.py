@@ -12,7 +12,7 @@ import yaml
 
 from onlyif.cli import main
 from onlyif.config import validate_config
-from onlyif.data.mixture import build_mixture
+from onlyif.data.mixture import build_mixture, cached_mixture
 from onlyif.data.mixture_config import MixtureConfig
 from tests._mix_fixtures import base_config, write_sources
 
@@ -95,12 +95,16 @@ def test_output_schema_and_datasets_load(built):
     assert all(p.strip() and r.strip() for p, r in zip(ds["prompt"], ds["response"], strict=True))
 
 
-def test_same_config_same_bytes(built, tmp_path):
+def test_same_config_same_bytes_and_the_sweep_cache(built, tmp_path):
     out, manifest, cfg = built
-    again = build_mixture(cfg, tmp_path / "again", progress=False)
+    path, again = cached_mixture(cfg, tmp_path / "cache")
+    assert path == tmp_path / "cache" / cfg.config_hash()[:16]
     assert again["output"]["sha256"] == manifest["output"]["sha256"] and again["diversity"] == manifest["diversity"]
     for name in ("train/part-00000.parquet", "quarantine.jsonl", "decontaminated.jsonl", "duplicates.jsonl"):
-        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+        assert (path / name).read_bytes() == (out / name).read_bytes(), name
+    stamp = (path / "manifest.json").stat().st_mtime_ns
+    assert cached_mixture(cfg, tmp_path / "cache") == (path, again)  # a cache hit: nothing rebuilt
+    assert (path / "manifest.json").stat().st_mtime_ns == stamp
     # the seeded shuffle interleaves the sources
     sources = pq.read_table(out / "train").column("source").to_pylist()
     assert sources != sorted(sources, key=list(COUNTS).index)
@@ -109,6 +113,7 @@ def test_same_config_same_bytes(built, tmp_path):
 def test_upsampling_and_fractions_through_the_cli(ray_cluster, fixture_sources, tmp_path):
     cfg = counted(fixture_sources, {"code": 10, "general": 10, "reasoning": 10, "qa": 10, "chat": 25}, budget=65)
     cfg["sources"][4]["upsample"] = True
+    cfg["write_jsonl"] = True
     (tmp_path / "mix.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["mix", "--config", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / "up"), "--no-progress"]) == 0
     manifest = json.loads((tmp_path / "up" / "manifest.json").read_text())
@@ -116,6 +121,15 @@ def test_upsampling_and_fractions_through_the_cli(ray_cluster, fixture_sources, 
     assert (chat["available"], chat["selected"], chat["upsampled"], chat["upsample_factor"]) == (10, 25, 15, 2.5)
     ids = pq.read_table(tmp_path / "up" / "train").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 65 and sum(i.endswith("#3") for i in ids) == 5
+    jsonl = read_jsonl(tmp_path / "up" / "train.jsonl")
+    assert [r["id"] for r in jsonl] == ids and set(jsonl[0]) == {
+        "id",
+        "source",
+        "domain",
+        "messages",
+        "prompt",
+        "response",
+    }
 
     for s, f in zip(cfg["sources"], [0.4, 0.2, 0.2, 0.1, 0.1], strict=True):
         del s["count"]

@@ -418,3 +418,32 @@ def _fetch_rows(work, ids: set[str]):
     schema = output_schema()
     t = _rows_with_ids(work, ids, schema.names) if ids else None
     return t.cast(schema) if t is not None else schema.empty_table()
+
+
+def cached_mixture(cfg: MixtureConfig, cache_dir: str | Path, progress: bool = False) -> tuple[Path, dict]:
+    """The mixture of ``cfg`` under ``cache_dir/<config hash[:16]>``, built only if it is not there yet.
+
+    For sweeps: trials with the same mixture config share one finished build. Two trials that start the same
+    build at once both write identical bytes and the last atomic rename wins; one that finds the directory
+    appearing after its check reads that manifest.
+    """
+    digest = cfg.config_hash()
+    out = Path(cache_dir) / digest[:16]
+
+    def cached() -> dict | None:
+        path = out / "manifest.json"
+        if path.is_file():
+            manifest = json.loads(path.read_text())
+            if manifest.get("config_hash") == digest:
+                return manifest
+        return None
+
+    manifest = cached()
+    if manifest is None:
+        try:
+            manifest = build_mixture(cfg, out, overwrite=False, progress=progress)
+        except OnlyIfError:
+            manifest = cached()
+            if manifest is None:
+                raise
+    return out, manifest

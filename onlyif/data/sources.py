@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onlyif.data.mixture_config import SourceConfig
-from onlyif.errors import ConfigError
+from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import sha256_file
 
 if TYPE_CHECKING:
@@ -151,47 +151,124 @@ def _record_rows(path: str, data: bytes, fmt: str) -> list[dict[str, Any]]:
     return out
 
 
-def _split_file(batch: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
+def _text_schema():
+    import pyarrow as pa
+
+    return pa.schema([("_path", pa.string()), ("_line", pa.int64()), ("_text", pa.string()), ("_error", pa.string())])
+
+
+def _split_files(batch: dict[str, Any], fmt: str):
+    import pyarrow as pa
+
     rows = []
     for path, data in zip(batch["path"], batch["bytes"], strict=True):
         rows.extend(_record_rows(str(path), bytes(data), fmt))
-    return rows
+    return pa.Table.from_pylist(rows, schema=_text_schema())
+
+
+def jsonl_chunks(path: str, k: int) -> list[dict[str, Any]]:
+    """Split a jsonl file into ≤ k byte ranges at line boundaries, each with the number of its first line."""
+    size = Path(path).stat().st_size
+    bounds = [0]
+    with open(path, "rb") as f:
+        for i in range(1, k):
+            f.seek(max(size * i // k, bounds[-1]))
+            f.readline()
+            if bounds[-1] < f.tell() < size:
+                bounds.append(f.tell())
+        bounds.append(size)
+        chunks, line = [], 1
+        f.seek(0)
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            chunks.append({"path": path, "start": start, "end": end, "line": line})
+            line += f.read(end - start).count(b"\n")
+    return chunks
+
+
+def _read_jsonl_chunks(batch: dict[str, Any]):
+    import pyarrow as pa
+
+    rows = []
+    for path, start, end, first in zip(batch["path"], batch["start"], batch["end"], batch["line"], strict=True):
+        with open(path, "rb") as f:
+            f.seek(int(start))
+            data = f.read(int(end) - int(start))
+        for row in _record_rows(str(path), data, "jsonl"):
+            rows.append(row | {"_line": row["_line"] + int(first) - 1})
+    return pa.Table.from_pylist(rows, schema=_text_schema())
+
+
+def parquet_chunks(paths: tuple[str, ...], k: int) -> list[dict[str, Any]]:
+    """(file, row group, offset, rows) pieces of about total/k rows each."""
+    import pyarrow.parquet as pq
+
+    metas = [(p, pq.ParquetFile(p).metadata) for p in paths]
+    total = sum(m.num_rows for _, m in metas)
+    step = max(1, -(-total // k))
+    pieces = []
+    for path, meta in metas:
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            pieces.extend({"path": path, "group": g, "offset": o, "rows": min(step, n - o)} for o in range(0, n, step))
+    return pieces
+
+
+def _read_parquet_chunks(batch: dict[str, Any]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = []
+    for path, group, offset, rows in zip(batch["path"], batch["group"], batch["offset"], batch["rows"], strict=True):
+        parts.append(pq.ParquetFile(str(path)).read_row_group(int(group)).slice(int(offset), int(rows)))
+    return pa.concat_tables(parts, promote_options="default")
+
+
+def _load_hf(rs: ResolvedSource):
+    import datasets
+
+    src = rs.cfg
+    try:
+        if rs.file_format == "disk":
+            hf_ds = datasets.load_from_disk(rs.files[0])
+            if isinstance(hf_ds, datasets.DatasetDict):
+                if src.split not in hf_ds:
+                    raise ConfigError(f"{_where(src)}.split: {src.split!r} not in {sorted(hf_ds)}")
+                hf_ds = hf_ds[src.split]
+        else:
+            hf_ds = datasets.load_dataset(src.hf, src.hf_config, split=src.split)
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:
+        raise ConfigError(f"{_where(src)}: cannot load dataset: {str(exc).splitlines()[0]}") from None
+    return hf_ds.with_format("arrow")[:]
 
 
 def read_source(rs: ResolvedSource, num_blocks: int) -> ray.data.Dataset:
-    """A Ray Dataset of the source's raw records, split into ``num_blocks`` blocks."""
-    import pyarrow as pa
+    """A Ray Dataset of the source's raw records in about ``num_blocks`` blocks.
+
+    jsonl files and parquet row groups are cut into byte / row ranges up front, so each block is read by its
+    own task and the next ``map_batches`` fuses with the read (no all-to-all repartition). Whole-file formats
+    (json arrays, csv, gzip) are split into records per file and then repartitioned.
+    """
     import ray.data
 
     fmt = rs.file_format
+    if fmt == "jsonl" and not any(f.endswith(".gz") for f in rs.files):
+        per_file = max(1, -(-num_blocks // len(rs.files)))
+        chunks = [c for f in rs.files for c in jsonl_chunks(f, per_file)]
+        return ray.data.from_items(chunks, override_num_blocks=len(chunks)).map_batches(
+            _read_jsonl_chunks, batch_size=None, batch_format="numpy"
+        )
     if fmt in TEXT_FORMATS:
         files = ray.data.read_binary_files(list(rs.files), include_paths=True, override_num_blocks=len(rs.files))
-
-        def split(batch: dict[str, Any]) -> pa.Table:
-            rows = _split_file(batch, fmt)
-            schema = pa.schema(
-                [("_path", pa.string()), ("_line", pa.int64()), ("_text", pa.string()), ("_error", pa.string())]
-            )
-            return pa.Table.from_pylist(rows, schema=schema)
-
-        ds = files.map_batches(split, batch_size=1, batch_format="numpy")
-    elif fmt == "parquet":
-        ds = ray.data.read_parquet(list(rs.files), override_num_blocks=num_blocks)
-    else:
-        import datasets
-
-        src = rs.cfg
-        try:
-            if fmt == "disk":
-                hf_ds = datasets.load_from_disk(rs.files[0])
-                if isinstance(hf_ds, datasets.DatasetDict):
-                    if src.split not in hf_ds:
-                        raise ConfigError(f"{_where(src)}.split: {src.split!r} not in {sorted(hf_ds)}")
-                    hf_ds = hf_ds[src.split]
-            else:
-                hf_ds = datasets.load_dataset(src.hf, src.hf_config, split=src.split)
-        except (FileNotFoundError, ValueError, ConnectionError) as exc:
-            raise ConfigError(f"{_where(src)}: cannot load dataset: {str(exc).splitlines()[0]}") from None
-        # not ray.data.from_huggingface: it first asks the Hub for parquet exports, which fails offline
-        ds = ray.data.from_arrow(hf_ds.with_format("arrow")[:])
-    return ds.repartition(num_blocks)
+        ds = files.map_batches(_split_files, fn_kwargs={"fmt": fmt}, batch_size=1, batch_format="numpy")
+        return ds.repartition(num_blocks)
+    if fmt == "parquet":
+        pieces = parquet_chunks(rs.files, num_blocks)
+        if not pieces:
+            raise OnlyIfError(f"{_where(rs.cfg)}: the source has no rows")
+        return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
+            _read_parquet_chunks, batch_size=None, batch_format="numpy"
+        )
+    # not ray.data.from_huggingface: it first asks the Hub for parquet exports, which fails offline
+    table = _load_hf(rs)
+    step = max(1, -(-table.num_rows // num_blocks))
+    return ray.data.from_arrow([table.slice(o, step) for o in range(0, max(table.num_rows, 1), step)])

@@ -131,3 +131,13 @@ def diversity_report(
             log(f"diversity: domain {g}")
         report["domains"][g] = block(np.flatnonzero(groups == g), np.flatnonzero(sample_groups == g))
     return report
+
+
+def flat_metrics(report: dict, prefix: str = "diversity") -> dict[str, float]:
+    """``{"diversity.overall.vendi": ..., "diversity.code.distinct_2": ...}``: a report as flat metrics (MLflow)."""
+    out = {}
+    blocks = [("overall", report["overall"]), *sorted(report["domains"].items())]
+    for name, block in blocks:
+        for key, value in block.items():
+            out[f"{prefix}.{name}.{key}"] = float(value)
+    return out
