@@ -72,24 +72,29 @@ def test_diversity_cli_on_mixture_and_synthetic_dirs(ray_cluster, tmp_path, caps
     assert (mix / "diversity" / "diversity.png").read_bytes()[:4] == b"\x89PNG"
     assert "general" in capsys.readouterr().out
 
+    from onlyif.config import validate_config
+    from onlyif.data.generate import generate_dataset
+    from onlyif.tasks.config import TaskConfig
+
+    task = {
+        "alphabet_size": 6,
+        "input_length": 12,
+        "pattern_length": 3,
+        "instructions": 40,
+        "budget": 400,
+        "test_seen": 10,
+        "test_unseen": 10,
+        "families": [{"name": "random", "share": 0.5}, {"name": "repeated", "share": 0.5, "k": [1, 2]}],
+    }
     syn = tmp_path / "syn"
-    (syn / "train").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for domain, alphabet in (("random", "abcdefgh"), ("repeated", "ab")):
-        for _ in range(30):
-            x = "".join(rng.choice(list(alphabet), 3))
-            y = "".join(rng.choice(list(alphabet), 3))
-            xi = "".join(rng.choice(list(alphabet), 12))
-            rows.append({"rule_x": x, "rule_y": y, "input": xi, "output": xi.replace(x, y, 1), "domain": domain})
-    pq.write_table(pa.Table.from_pylist(rows), syn / "train" / "part-00000.parquet")
+    generate_dataset(validate_config(TaskConfig, task), syn, num_blocks=1, progress=False)
     out = tmp_path / "syn_div"
     assert main(["diversity", str(syn), "--embed-model", "hashing", "--out", str(out), "--clusters", "4"]) == 0
     report = json.loads((out / "diversity.json").read_text())
-    assert (
-        report["unit"] == "chars"
-        and report["domains"]["random"]["distinct_3"] > report["domains"]["repeated"]["distinct_3"]
-    )
+    assert report["unit"] == "chars" and set(report["domains"]) == {"random", "repeated"}
+    assert sum(d["rows"] for d in report["domains"].values()) == report["overall"]["rows"] == 400
+    assert main(["diversity", str(syn), "--split", "test_unseen", "--embed-model", "hashing", "--out", str(out)]) == 0
+    assert json.loads((out / "diversity.json").read_text())["overall"]["rows"] == 10
 
     assert main(["diversity", str(syn), "--text-column", "nope", "--embed-model", "hashing"]) == 1
     assert "--text-column 'nope': not a column" in capsys.readouterr().err
