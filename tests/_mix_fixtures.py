@@ -66,7 +66,7 @@ def write_sources(root: Path, seed: int = 0) -> dict[str, Any]:
     general.append({"messages": [{"role": "user", "content": sentence(rng)}]})
     (root / "general.json").write_text(json.dumps(general))
 
-    # 3. sharegpt parquet (reasoning): 20 good, one of them multi-turn
+    # 3. sharegpt parquet (reasoning): 20 good, one of them multi-turn, 1 without a user turn
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -74,6 +74,7 @@ def write_sources(root: Path, seed: int = 0) -> dict[str, Any]:
         [{"from": "human", "value": sentence(rng)}, {"from": "gpt", "value": sentence(rng, 25)}] for _ in range(20)
     ]
     convs[0] = convs[0] + [{"from": "human", "value": sentence(rng)}, {"from": "gpt", "value": sentence(rng)}]
+    convs.insert(13, [{"from": "gpt", "value": "an answer without a question"}])  # row 14: quarantined
     pq.write_table(pa.table({"conversations": convs}), root / "reasoning.parquet")
 
     # 4. csv with a column mapping (qa): 15 good, 1 row with a wrong number of fields
@@ -138,8 +139,8 @@ def write_sources(root: Path, seed: int = 0) -> dict[str, Any]:
             "available": 20,
         },
         "reasoning": {
-            "read": 20,
-            "quarantined": 0,
+            "read": 21,
+            "quarantined": 1,
             "filtered": 0,
             "contaminated": 0,
             "exact_duplicates": 0,

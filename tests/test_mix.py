@@ -71,9 +71,15 @@ def test_quarantine_decontamination_and_duplicates_are_listed(built, fixture_sou
         ("general", "messages[0].role: unknown role 'wizard'"),
         ("general", "no assistant turn"),
         ("qa", "CSV row has 1 fields, the header has 2"),
+        ("reasoning", "no user turn before the last assistant turn"),
     ]
     assert all(q["raw"] or q["reason"].startswith("CSV") for q in quarantine)
     assert {q["line"] for q in quarantine if q["source"] == "code" and "JSON" in q["reason"]} == {6, 10}
+    parquet_row = next(q for q in quarantine if q["source"] == "reasoning")
+    assert parquet_row["path"].endswith("reasoning.parquet") and parquet_row["line"] == 14
+    assert json.loads(parquet_row["raw"]) == {
+        "conversations": [{"from": "gpt", "value": "an answer without a question"}]
+    }
     contaminated = read_jsonl(out / "decontaminated.jsonl")
     assert len(contaminated) == 1 and contaminated[0]["match"].startswith(fixture_sources["humaneval_id"])
     dups = read_jsonl(out / "duplicates.jsonl")

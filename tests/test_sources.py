@@ -38,8 +38,9 @@ def test_parquet_pieces_and_whole_file_formats(tmp_path):
     pq.write_table(pa.table({"prompt": [str(i) for i in range(25)]}), path, row_group_size=10)
     pieces = parquet_chunks((str(path),), 4)
     assert sum(p["rows"] for p in pieces) == 25 and max(p["rows"] for p in pieces) <= 7
-    table = _read_parquet_chunks({k: [p[k] for p in pieces] for k in ("path", "group", "offset", "rows")})
+    table = _read_parquet_chunks({k: [p[k] for p in pieces] for k in ("path", "group", "offset", "rows", "first")})
     assert table.column("prompt").to_pylist() == [str(i) for i in range(25)]
+    assert table.column("_line").to_pylist() == list(range(1, 26)) and table.column("_path")[0].as_py() == str(path)
 
     rows = _record_rows("x.json", b'[{"a": 1}, {"a": 2}]', "json")
     assert [(r["_line"], json.loads(r["_text"])) for r in rows] == [(1, {"a": 1}), (2, {"a": 2})]

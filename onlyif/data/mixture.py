@@ -20,6 +20,7 @@ import numpy as np
 from onlyif.data.mixture_config import MixtureConfig, SourceConfig
 from onlyif.data.sources import ResolvedSource, read_source, resolve_source
 from onlyif.errors import ConfigError, OnlyIfError
+from onlyif.io import sha256_file
 from onlyif.mixing.budget import upsample_plan
 from onlyif.mixing.decontam import HUMANEVAL, NgramIndex, humaneval_path, read_eval_items
 from onlyif.mixing.dedup import exact_duplicates, minhash_signatures, near_duplicates
@@ -84,8 +85,8 @@ def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], index: Ngra
             except json.JSONDecodeError as exc:
                 rows.append(out | {"status": QUARANTINED, "reason": f"invalid JSON ({exc.msg})", "raw": rec["_text"]})
                 continue
-        else:
-            record = rec
+        else:  # a typed row (parquet: with its file and row number)
+            record = {k: v for k, v in rec.items() if k not in ("_path", "_line")}
         try:
             row = normalize_record(record, src["format"], src["name"], src["domain"], src["columns"])
         except RecordError as exc:
@@ -122,8 +123,6 @@ def _eval_index(cfg: MixtureConfig) -> tuple[NgramIndex | None, list[dict[str, A
             raise ConfigError(f"decontam.eval_sets[{es.name}].path: required")
         these = read_eval_items(path, es.fields, es.id_field)
         items.extend((i if i.lower().startswith(es.name.lower()) else f"{es.name}/{i}", t) for i, t in these)
-        from onlyif.io import sha256_file
-
         info.append({"name": es.name, "path": str(path), "sha256": sha256_file(path), "items": len(these)})
     return (NgramIndex(items, cfg.decontam.ngram) if items else None), info
 
@@ -219,7 +218,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from onlyif.io import atomic_dir, ensure_writable_dir, library_versions, sha256_file, write_json_atomic
+    from onlyif.io import atomic_dir, ensure_writable_dir, library_versions, write_json_atomic
     from onlyif.ray_utils import init_ray
 
     ensure_writable_dir(out, overwrite)

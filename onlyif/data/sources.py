@@ -199,7 +199,7 @@ def _read_jsonl_chunks(batch: dict[str, Any]):
 
 
 def parquet_chunks(paths: tuple[str, ...], k: int) -> list[dict[str, Any]]:
-    """(file, row group, offset, rows) pieces of about total/k rows each."""
+    """(file, row group, offset, rows, first row of the file) pieces of about total/k rows each."""
     import pyarrow.parquet as pq
 
     metas = [(p, pq.ParquetFile(p).metadata) for p in paths]
@@ -207,9 +207,12 @@ def parquet_chunks(paths: tuple[str, ...], k: int) -> list[dict[str, Any]]:
     step = max(1, -(-total // k))
     pieces = []
     for path, meta in metas:
+        first = 0
         for g in range(meta.num_row_groups):
             n = meta.row_group(g).num_rows
-            pieces.extend({"path": path, "group": g, "offset": o, "rows": min(step, n - o)} for o in range(0, n, step))
+            for o in range(0, n, step):
+                pieces.append({"path": path, "group": g, "offset": o, "rows": min(step, n - o), "first": first + o})
+            first += n
     return pieces
 
 
@@ -218,8 +221,13 @@ def _read_parquet_chunks(batch: dict[str, Any]):
     import pyarrow.parquet as pq
 
     parts = []
-    for path, group, offset, rows in zip(batch["path"], batch["group"], batch["offset"], batch["rows"], strict=True):
-        parts.append(pq.ParquetFile(str(path)).read_row_group(int(group)).slice(int(offset), int(rows)))
+    keys = ("path", "group", "offset", "rows", "first")
+    for path, group, offset, rows, first in zip(*(batch[k] for k in keys), strict=True):
+        t = pq.ParquetFile(str(path)).read_row_group(int(group)).slice(int(offset), int(rows))
+        t = t.append_column("_path", pa.array([str(path)] * t.num_rows, pa.string()))
+        parts.append(
+            t.append_column("_line", pa.array(range(int(first) + 1, int(first) + 1 + t.num_rows), pa.int64()))
+        )
     return pa.concat_tables(parts, promote_options="default")
 
 
