@@ -80,3 +80,46 @@ def tiny_cfg(**overrides) -> TrainConfig:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return TrainConfig.model_validate(base)
+
+
+TEXT_CORPUS = [
+    "add one to two",
+    "three",
+    "what is two plus two",
+    "four",
+    "name a color",
+    "red",
+]
+
+
+def tiny_hf_model(path: Path) -> Path:
+    """A random-weight 2-layer Llama with a small word-level tokenizer (built offline), saved like an HF model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    words = sorted({w for line in TEXT_CORPUS for w in line.split()} | set("abcdefghijklmnopqrstuvwxyz=|→"))
+    vocab = {tok: i for i, tok in enumerate(specials + words)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

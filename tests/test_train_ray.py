@@ -4,12 +4,17 @@ ZeRO stages and bf16 run, resume reproduces an uninterrupted run, bad scaling fa
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
+import psutil
 import pytest
+import torch
 from ray import cloudpickle
 from ray.train import UserCallback
 
+from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.train.api import run_training
 from tests._train_fixtures import make_synthetic_dataset, tiny_cfg
 
@@ -84,3 +89,85 @@ def test_explicit_resume_matches_uninterrupted_run(data, reference, tmp_path):
     assert resumed.metrics["step"] == reference.metrics["step"]
     # Same seed, same shards, same seeded shuffles, gloo sums in a fixed order: bit-identical up to float noise.
     assert _max_diff(_weights(resumed.model_dir), _weights(reference.model_dir)) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("stage", "bf16"),
+    [(0, False), (1, True), (3, False)],  # ZeRO-2 fp32 is the reference run; bf16 rides along with ZeRO-1
+)
+def test_zero_stages_and_bf16_train(stage, bf16, data, tmp_path):
+    cfg = tiny_cfg(deepspeed__zero_stage=stage, deepspeed__bf16=bf16, epochs=1, max_steps=3, eval__max_examples=8)
+    out = run_training(cfg, data, tmp_path / "run")
+    assert out.metrics["step"] == 3 and out.metrics["train_loss"] > 0
+    assert "test_unseen/exact_match" in out.metrics
+    weights = _weights(out.model_dir)  # ZeRO-3 gathers its partitions for the export
+    assert weights["transformer.h.0.attn.c_attn.weight"].shape == (32, 96)
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+class _KillWorkerAfterEpoch(UserCallback):
+    """Simulates a node failure: SIGKILLs one Ray Train worker process once epoch 1 is checkpointed."""
+
+    def __init__(self):
+        self.done = False
+
+    def after_report(self, run_context, metrics, checkpoint):
+        if not self.done and metrics[0].get("kind") == "epoch" and metrics[0]["epoch"] == 1:
+            self.done = True
+            workers = [
+                p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
+            ]
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+
+def test_worker_failure_resumes_from_latest_checkpoint(data, reference, tmp_path):
+    out = run_training(tiny_cfg(), data, tmp_path / "run", callbacks=[_KillWorkerAfterEpoch()])
+    assert [h["epoch"] for h in out.history] == [1, 2]
+    assert out.metrics["step"] == reference.metrics["step"]
+    assert _max_diff(_weights(out.model_dir), _weights(reference.model_dir)) < 1e-6
+
+
+def test_pretrained_model_on_text_data_via_cli(tmp_path):
+    from onlyif.cli import main
+    from tests._train_fixtures import TEXT_CORPUS, tiny_hf_model, write_split
+
+    pairs = [{"prompt": p, "response": r} for p, r in zip(TEXT_CORPUS[::2], TEXT_CORPUS[1::2], strict=True)]
+    write_split(tmp_path / "data", "train", pairs * 22, parts=2)
+    write_split(tmp_path / "data", "test_seen", pairs, parts=1)
+    model_dir = tiny_hf_model(tmp_path / "llama")
+    args = [
+        "train",
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "run"),
+        "--set",
+        f"model.pretrained={model_dir}",
+    ]
+    for kv in ("batch_size=8", "epochs=1", "mlflow=false", "eval.splits=[test_seen]", "scaling.num_workers=2"):
+        args += ["--set", kv]
+    assert main(args) == 0
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")).__name__ == "LlamaForCausalLM"
+    assert AutoTokenizer.from_pretrained(tmp_path / "run" / "model").eos_token == "</s>"
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 5 and "test_seen/exact_match" in lines[-1]  # 33 rows per worker / 8 -> 5 steps
+
+
+def test_bad_inputs_fail_fast_with_one_line(data, tmp_path):
+    with pytest.raises(
+        ConfigError, match="scaling.num_workers: 8 workers × 1 CPU need 8 CPU but the Ray cluster has 4"
+    ):
+        run_training(tiny_cfg(scaling__num_workers=8), data, tmp_path / "a")
+    with pytest.raises(OnlyIfError, match="dataset directory not found"):
+        run_training(tiny_cfg(), tmp_path / "missing", tmp_path / "b")
+    (tmp_path / "no-config").mkdir()
+    with pytest.raises(OnlyIfError, match="no config.json"):
+        run_training(tiny_cfg(model__pretrained=str(tmp_path / "no-config")), data, tmp_path / "c")
+    with pytest.raises(OnlyIfError, match="--resume .*: no earlier run found"):
+        run_training(tiny_cfg(), data, tmp_path / "d", resume=True)
+    long_rows = make_synthetic_dataset(tmp_path / "long", n_train=8, n_test=2)
+    with pytest.raises(OnlyIfError, match="prompt '.*': prompt\\+response is 22 tokens, longer than the model's 16"):
+        run_training(tiny_cfg(model__n_positions=16), long_rows, tmp_path / "e")
+    assert not any((tmp_path / x).exists() for x in "abcde")  # nothing written for a run that cannot start

@@ -158,7 +158,7 @@ def _shard_config(shards: list[Any]) -> Any:
     return FixedShards()
 
 
-def _prepare_run_dir(out: Path, resume: bool) -> None:
+def _check_run_dir(out: Path, resume: bool) -> None:
     ray_dir = out / RAY_RUN_NAME
     if resume:
         if not ray_dir.is_dir():
@@ -170,7 +170,6 @@ def _prepare_run_dir(out: Path, resume: bool) -> None:
         raise OnlyIfError(
             f"--out {out}: directory exists and is not empty (resume it with --resume, or pick a new one)"
         )
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def run_training(
@@ -206,11 +205,9 @@ def run_training(
             f"model.pretrained: {data / 'train'} holds prompt/response text; the from-scratch GPT-2 reads only the "
             "synthetic task — give a pretrained HF model directory"
         )
+    _check_run_dir(out, resume)
     init_ray()
     _check_resources(cfg)
-    _prepare_run_dir(out, resume)
-    save_config(cfg, out / "config.yaml")
-    write_json_atomic(out / "run.json", {"data": str(data), "kind": kind, "versions": library_versions()})
 
     max_length = _max_length(cfg)
     shards, per_worker = _train_shards(cfg, data, codec, kind)
@@ -222,6 +219,9 @@ def run_training(
             f"grad_accum {cfg.optim.grad_accum}"
         )
 
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    write_json_atomic(out / "run.json", {"data": str(data), "kind": kind, "versions": library_versions()})
     mlflow_uri = run_id = None
     if cfg.mlflow:
         mlflow_uri = cfg.mlflow_tracking_uri or f"sqlite:///{out / 'mlflow.db'}"

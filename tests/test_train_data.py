@@ -1,0 +1,148 @@
+"""Pure parts of training: loss masks on token ids, collation, bucketing, dataset checks, DeepSpeed config, LR
+schedule, config validation, the model factory and the HF-tokenizer codec (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from onlyif.config import validate_config
+from onlyif.errors import ConfigError, OnlyIfError
+from onlyif.tasks.tokenizer import CharTokenizer
+from onlyif.train.config import TrainConfig
+from onlyif.train.data import (
+    IGNORE_INDEX,
+    CharCodec,
+    HFCodec,
+    bucket,
+    collate,
+    dataset_kind,
+    join_examples,
+    read_rows,
+)
+from onlyif.train.ds_config import build_ds_config, lr_factor
+from onlyif.train.loop import micro_batches_per_epoch, total_optimizer_steps
+from onlyif.train.model import build_model, check_model_dir, load_codec
+from tests._train_fixtures import make_synthetic_dataset, tiny_cfg, tiny_hf_model, write_split
+
+
+def test_loss_mask_covers_exactly_the_prompt_tokens():
+    codec = CharCodec()
+    rows = {
+        "rule_x": ["ab", "c"],
+        "rule_y": ["cd", "aa"],
+        "input": ["xxab".replace("x", "b"), "abcd"],
+        "output": ["bbcd", "abaad"],
+    }
+    prompts, responses = codec.encode(rows)
+    tok = CharTokenizer()
+    assert prompts[0] == tok.encode_prompt("ab", "cd", "bbab") and responses[0] == [*tok.encode("bbcd"), 2]
+    seqs, plens = join_examples(prompts, responses, max_length=64, truncate=False)
+    batch = collate(seqs, plens, pad_id=0)
+    for i in range(2):
+        n_p, n = len(prompts[i]), len(prompts[i]) + len(responses[i])
+        labels, ids = batch["labels"][i], batch["input_ids"][i]
+        assert (labels[:n_p] == IGNORE_INDEX).all()  # every prompt token masked ...
+        assert labels[n_p:n].tolist() == responses[i]  # ... every response token (and its EOS) kept, unshifted
+        assert ids[:n].tolist() == prompts[i] + responses[i]
+        assert (labels[n:] == IGNORE_INDEX).all() and (ids[n:] == 0).all() and batch["attention_mask"][i].sum() == n
+
+
+def test_join_refuses_or_truncates_long_rows():
+    with pytest.raises(OnlyIfError, match="row 1: prompt\\+response is 6 tokens, longer than the model's 5"):
+        join_examples([[1, 2], [1, 2, 3]], [[4], [4, 5, 6]], max_length=5, truncate=False)
+    seqs, plens = join_examples([[1, 2], [1, 2, 3, 4, 5]], [[4, 5, 6, 7], [6]], max_length=5, truncate=True)
+    assert [s.tolist() for s in seqs] == [[1, 2, 4, 5, 6]] and plens.tolist() == [2]  # prompt-only row dropped
+
+
+def test_bucketing_groups_similar_lengths():
+    lengths = np.array([9, 1, 8, 2, 7, 3])
+    groups = bucket(lengths, batch_size=2)
+    assert [sorted(lengths[g].tolist()) for g in groups] == [[1, 2], [3, 7], [8, 9]]
+    assert sorted(np.concatenate(groups).tolist()) == list(range(6))
+
+
+def test_dataset_checks(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "d", n_train=8, n_test=4)
+    assert dataset_kind(data, "train") == "synthetic"
+    assert len(read_rows(data, "train", limit=5)["output"]) == 5
+    with pytest.raises(OnlyIfError, match="dataset directory not found"):
+        dataset_kind(tmp_path / "nope", "train")
+    with pytest.raises(
+        OnlyIfError, match="split 'test_domain' not found \\(splits present: test_seen, test_unseen, train\\)"
+    ):
+        dataset_kind(data, "test_domain")
+    write_split(tmp_path / "bad", "train", [{"question": "q", "answer": "a"}], parts=1)
+    with pytest.raises(OnlyIfError, match="part-00000.parquet: wrong columns \\['answer', 'question'\\]"):
+        dataset_kind(tmp_path / "bad", "train")
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(OnlyIfError, match="no parquet files"):
+        dataset_kind(tmp_path / "empty", "train")
+    pq.write_table(pa.table({"prompt": ["p"], "response": ["r"]}), tmp_path / "x.parquet")
+    (tmp_path / "text" / "train").mkdir(parents=True)
+    (tmp_path / "x.parquet").rename(tmp_path / "text" / "train" / "a.parquet")
+    assert dataset_kind(tmp_path / "text", "train") == "text"
+    with pytest.raises(OnlyIfError, match="reads only the synthetic rewrite task"):
+        CharCodec().encode({"prompt": ["p"], "response": ["r"]})
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_deepspeed_config(stage):
+    cfg = tiny_cfg(deepspeed__zero_stage=stage, deepspeed__bf16=True, optim__grad_accum=2, optim__grad_clip=0.5)
+    ds = build_ds_config(cfg, total_steps=10)
+    assert ds["zero_optimization"] == {"stage": stage}
+    assert ds["bf16"] == {"enabled": True} and ds["fp16"] == {"enabled": False}
+    assert ds["gradient_accumulation_steps"] == 2 and ds["gradient_clipping"] == 0.5
+    assert ds["optimizer"]["type"] == "AdamW" and ds["optimizer"]["params"]["torch_adam"] is True
+    off = build_ds_config(tiny_cfg(deepspeed__offload_optimizer=True), total_steps=10)
+    assert off["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert off["optimizer"]["params"]["torch_adam"] is False  # ZeRO-Offload runs DeepSpeed's CPU Adam
+
+
+def test_lr_schedules():
+    lin = tiny_cfg(optim__warmup=2.0, optim__schedule="linear")
+    assert [round(lr_factor(s, lin, 6), 3) for s in range(7)] == [0.5, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    cos = tiny_cfg(optim__warmup=0.0, optim__schedule="cosine")
+    assert lr_factor(0, cos, 4) == 1.0 and lr_factor(2, cos, 4) == pytest.approx(0.5) and lr_factor(4, cos, 4) == 0.0
+    assert lr_factor(3, tiny_cfg(optim__warmup=0.5, optim__schedule="constant"), 4) == 1.0
+
+
+def test_step_counts():
+    cfg = tiny_cfg(batch_size=10, optim__grad_accum=3, epochs=2)
+    assert micro_batches_per_epoch(95, cfg) == 9  # 10 micro-batches, the partial accumulation dropped
+    assert total_optimizer_steps(95, cfg) == 6
+    assert total_optimizer_steps(95, tiny_cfg(batch_size=10, optim__grad_accum=3, epochs=2, max_steps=4)) == 4
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"deepspeed": {"fp16": True}}, "deepspeed.fp16: fp16 needs GPUs"),
+        ({"model": {"n_embd": 30, "n_head": 4}}, "model.n_embd: must be divisible by n_head=4"),
+        ({"deepspeed": {"zero_stage": 4}}, "deepspeed.zero_stage: Input should be less than or equal to 3"),
+        ({"deepspeed": {"offload_optimizer": True, "zero_stage": 0}}, "offload_optimizer: needs zero_stage >= 1"),
+        ({"optim": {"schedule": "step"}}, "optim.schedule"),
+        ({"checkpoint": {"metric": "x", "keep": None}}, "checkpoint.metric: ranking needs checkpoint.keep"),
+    ],
+)
+def test_config_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(TrainConfig, data)
+
+
+def test_model_factory_and_codecs(tmp_path):
+    model = build_model(tiny_cfg().model)
+    assert model.config.vocab_size == 32 and model.config.n_layer == 2
+    with pytest.raises(OnlyIfError, match="no config.json"):
+        check_model_dir(tmp_path)
+    with pytest.raises(OnlyIfError, match="directory not found"):
+        check_model_dir(tmp_path / "nope")
+    hf_dir = tiny_hf_model(tmp_path / "llama")
+    codec = load_codec(hf_dir)
+    assert isinstance(codec, HFCodec)
+    prompts, responses = codec.encode({"prompt": ["add one to two"], "response": [" three "]})
+    assert responses[0][-1] == codec.eos_id and codec.decode(responses[0]) == "three"
+    assert codec.expected({"prompt": ["p"], "response": [" three "]}) == ["three"]
+    assert codec.decode(codec.tokenizer("two three", add_special_tokens=False)["input_ids"]) == "two three"
