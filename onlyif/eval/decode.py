@@ -55,7 +55,9 @@ def _decode_batch(
         input_ids[i, width - len(p) :] = torch.as_tensor(list(p), dtype=torch.long)
         mask[i, width - len(p) :] = 1
     input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+    # Equal-length prompts (the usual case after sorting) need no mask: attention takes its causal fast path.
+    padded = any(len(p) != width for p in prompts)
+    positions = (mask.cumsum(-1) - 1).clamp_(min=0) if padded else None
     budget = torch.as_tensor(budgets, device=device)
     steps = int(budget.max())
     generated = torch.full((b, max(steps, 0)), pad_id, dtype=torch.long, device=device)
@@ -65,7 +67,7 @@ def _decode_batch(
     for t in range(steps):
         outputs = model(
             input_ids=step_ids,
-            attention_mask=mask,
+            attention_mask=mask if padded else None,
             position_ids=step_pos,
             cache=cache,
             use_cache=True,
@@ -80,8 +82,9 @@ def _decode_batch(
             steps = t + 1
             break
         step_ids = nxt[:, None]
-        step_pos = step_pos[:, -1:] + 1
-        mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=device)], dim=1)
+        if padded:
+            step_pos = step_pos[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=device)], dim=1)
     rows = []
     for i, row in enumerate(generated[:, :steps].tolist()):
         row = row[: budgets[i]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -220,6 +221,7 @@ def train_loop(config: dict[str, Any]) -> None:
                     log_micro, log_tokens, log_t0 = 0, 0, time.perf_counter()
         train_seconds = time.perf_counter() - t0
         loss_total, micro_total, tokens_total = _allreduce([loss_sum.item(), micro, tokens], dist)
+        (peak_rss,) = _allreduce([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024], dist, op="max")
         history_tokens += int(tokens_total)
         final = epoch == last_epoch or engine.global_steps >= total_steps
         metrics: dict[str, Any] = {
@@ -231,6 +233,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "tokens": history_tokens,
             "lr": engine.get_lr()[0],
             "epoch_seconds": train_seconds,
+            "peak_rss_mb": peak_rss,
         }
         evaluate = config["eval_items"] and (
             final or (cfg.eval.every_epochs and (epoch + 1) % cfg.eval.every_epochs == 0)
@@ -254,11 +257,12 @@ def train_loop(config: dict[str, Any]) -> None:
             break
 
 
-def _allreduce(values: list[float], dist: Any) -> list[float]:
+def _allreduce(values: list[float], dist: Any, op: str = "sum") -> list[float]:
+    """Sum (or max) of a few host numbers over all workers."""
     import torch
 
     t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return t.tolist()
 
 
