@@ -211,7 +211,7 @@ def main() -> None:
         ray_counts = {s["name"]: {k: s[k] for k in keys} for s in manifest["sources"]}
         print(f"counts: {json.dumps(ray_counts)}; pandas agrees: {ray_counts == counts}")
         n = manifest["totals"]["read"]
-        print(f"ray data ({args.cpus} cpus): {t_ray:.1f} s, {n / t_ray:,.0f} rows/s")
+        print(f"ray data ({args.cpus} cpus): {t_ray:.1f} s, {n / t_ray:,.0f} rows/s; stages {manifest['timings']}")
         print(f"pandas (1 process):  {t_pd:.1f} s, {n / t_pd:,.0f} rows/s")
         print(f"ratio ray / pandas: {t_pd / t_ray:.2f}x")
     if not args.skip_kcenter:

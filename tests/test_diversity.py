@@ -11,6 +11,7 @@ import pytest
 
 from onlyif.cli import main
 from onlyif.data.embed import hashing_embed
+from onlyif.errors import ConfigError
 from onlyif.mixing.metrics import diversity_report, flat_metrics, mean_pairwise_distance, vendi_score
 
 TOPICS = [
@@ -113,3 +114,6 @@ def test_minilm_embeddings_on_an_actor_pool(ray_cluster):
     assert emb.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.3
+    if not ray_cluster.cluster_resources().get("GPU"):
+        with pytest.raises(ConfigError, match="embed.device: cuda, but the Ray cluster has no GPU"):
+            embed_texts(texts, EmbedConfig(model="minilm", device="cuda"))

@@ -92,6 +92,8 @@ def embed_texts(texts: list[str], cfg: EmbedConfig, num_blocks: int = 8) -> np.n
         out = ds.map_batches(_hashing_batch, fn_kwargs={"dim": cfg.dim}, batch_size=1024, batch_format="numpy")
     else:
         gpus = ray.cluster_resources().get("GPU", 0)
+        if cfg.device == "cuda" and gpus == 0:
+            raise ConfigError("embed.device: cuda, but the Ray cluster has no GPU (use auto or cpu)")
         use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and gpus > 0)
         out = ds.map_batches(
             ModelEmbedder,

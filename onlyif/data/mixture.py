@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def _read_all(cfg: MixtureConfig, resolved: list[ResolvedSource], index: NgramIn
             process_batch,
             fn_kwargs={"src": src, "dedup": dedup, "index": index},
             batch_format="pyarrow",
-            batch_size=512,
+            batch_size=None,  # whole blocks: keeps one task per source chunk (a row count would bundle chunks)
         )
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
@@ -226,7 +227,15 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
     index, eval_info = _eval_index(cfg)
     requested = cfg.requested()
     init_ray(progress=progress)
+    clock = [time.perf_counter()]
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        timings[name] = round(clock[-1] - clock[-2], 3)
+
     work = _read_all(cfg, resolved, index)
+    lap("parallel_pass_s")
 
     meta = _to_table(work, ["id", "source", "status", "reason", "raw", "path", "line", "key", "minhash"])
     cols = {c: meta.column(c).to_pylist() for c in ("id", "source", "status", "reason", "raw", "path", "line", "key")}
@@ -262,6 +271,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
             )
         alive = [p for i, p in enumerate(alive) if i not in dropped]
 
+    lap("dedup_s")
     chosen: list[str] = []
     for i, src in enumerate(cfg.sources):
         ids = [cols["id"][ok[p]] for p in alive if cols["source"][ok[p]] == src.name]
@@ -287,6 +297,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
         out_ids.append(rid if copies[rid] == 1 else f"{rid}#{copies[rid]}")
     perm = np.random.default_rng(cfg.seed).permutation(len(chosen))
 
+    lap("select_s")
     rows_table = _fetch_rows(work, set(chosen))
     pos_of = {rid: i for i, rid in reversed(list(enumerate(rows_table.column("id").to_pylist())))}
     take = pa.array([pos_of[chosen[i]] for i in perm], type=pa.int64())
@@ -316,12 +327,14 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
         key=lambda r: (order[r["source"]], r["id"], r["match"]),
     )
 
+    lap("fetch_s")
     diversity = None
     if cfg.diversity.enabled and table.num_rows:
         from onlyif.data.diversity import mixture_diversity
 
         diversity = mixture_diversity(table, cfg)
 
+    lap("diversity_s")
     with atomic_dir(out, overwrite) as tmp:
         (tmp / "train").mkdir()
         files = []
@@ -375,6 +388,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
             "output": {"files": files, "sha256": digest, "schema": [f.name for f in output_schema()]},
             "diversity": diversity,
             "config": cfg.to_dict(),
+            "timings": timings | {"total_s": round(time.perf_counter() - clock[0], 3)},
             "versions": library_versions("onlyif", "ray", "pyarrow", "numpy", "datasketch", "transformers"),
         }
         write_json_atomic(tmp / "manifest.json", manifest)

@@ -263,7 +263,7 @@ def read_source(rs: ResolvedSource, num_blocks: int) -> ray.data.Dataset:
         per_file = max(1, -(-num_blocks // len(rs.files)))
         chunks = [c for f in rs.files for c in jsonl_chunks(f, per_file)]
         return ray.data.from_items(chunks, override_num_blocks=len(chunks)).map_batches(
-            _read_jsonl_chunks, batch_size=None, batch_format="numpy"
+            _read_jsonl_chunks, batch_size=1, batch_format="numpy"
         )
     if fmt in TEXT_FORMATS:
         files = ray.data.read_binary_files(list(rs.files), include_paths=True, override_num_blocks=len(rs.files))
@@ -274,7 +274,7 @@ def read_source(rs: ResolvedSource, num_blocks: int) -> ray.data.Dataset:
         if not pieces:
             raise OnlyIfError(f"{_where(rs.cfg)}: the source has no rows")
         return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
-            _read_parquet_chunks, batch_size=None, batch_format="numpy"
+            _read_parquet_chunks, batch_size=1, batch_format="numpy"
         )
     # not ray.data.from_huggingface: it first asks the Hub for parquet exports, which fails offline
     table = _load_hf(rs)
