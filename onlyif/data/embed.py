@@ -87,7 +87,8 @@ def embed_texts(texts: list[str], cfg: EmbedConfig, num_blocks: int = 8) -> np.n
         return np.zeros((0, cfg.dim if cfg.model == "hashing" else 1), dtype=np.float32)
     init_ray()
     table = pa.table({"_idx": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
-    ds = ray.data.from_arrow(table).repartition(max(1, min(num_blocks, len(texts))))
+    step = -(-len(texts) // max(1, num_blocks))
+    ds = ray.data.from_arrow([table.slice(o, step) for o in range(0, len(texts), step)])
     if cfg.model == "hashing":
         out = ds.map_batches(_hashing_batch, fn_kwargs={"dim": cfg.dim}, batch_size=1024, batch_format="numpy")
     else:
