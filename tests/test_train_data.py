@@ -127,6 +127,10 @@ def test_step_counts():
         ({"deepspeed": {"offload_optimizer": True, "zero_stage": 0}}, "offload_optimizer: needs zero_stage >= 1"),
         ({"optim": {"schedule": "step"}}, "optim.schedule"),
         ({"checkpoint": {"metric": "x", "keep": None}}, "checkpoint.metric: ranking needs checkpoint.keep"),
+        (
+            {"checkpoint": {"metric": "test_unseen/exact_match"}, "eval": {"every_epochs": 2}},
+            "checkpoint.metric: an eval metric ranks checkpoints only with eval.every_epochs: 1",
+        ),
     ],
 )
 def test_config_errors_name_the_key(data, message):

@@ -96,9 +96,19 @@ def test_explicit_resume_matches_uninterrupted_run(data, reference, tmp_path):
     [(0, False), (1, True), (3, False)],  # ZeRO-2 fp32 is the reference run; bf16 rides along with ZeRO-1
 )
 def test_zero_stages_and_bf16_train(stage, bf16, data, tmp_path):
-    cfg = tiny_cfg(deepspeed__zero_stage=stage, deepspeed__bf16=bf16, epochs=1, max_steps=3, eval__max_examples=8)
+    cfg = tiny_cfg(
+        deepspeed__zero_stage=stage,
+        deepspeed__bf16=bf16,
+        epochs=1,
+        max_steps=3,
+        eval__max_examples=8,
+        log_every_steps=2,
+    )
     out = run_training(cfg, data, tmp_path / "run")
     assert out.metrics["step"] == 3 and out.metrics["train_loss"] > 0
+    steps = [json.loads(x) for x in (out.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["kind"], x["step"]) for x in steps] == [("step", 2), ("epoch", 3)]
+    assert steps[0]["tokens_per_s"] > 0 and steps[0]["lr"] > 0
     assert "test_unseen/exact_match" in out.metrics
     weights = _weights(out.model_dir)  # ZeRO-3 gathers its partitions for the export
     assert weights["transformer.h.0.attn.c_attn.weight"].shape == (32, 96)

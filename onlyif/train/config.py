@@ -161,4 +161,9 @@ class TrainConfig(Config):
             raise ValueError("deepspeed.fp16: fp16 needs GPUs (scaling.use_gpu: true); use bf16 on CPU")
         if self.checkpoint.metric is not None and self.checkpoint.keep is None:
             raise ValueError("checkpoint.metric: ranking needs checkpoint.keep")
+        if self.checkpoint.metric is not None and "/" in self.checkpoint.metric and self.eval.every_epochs != 1:
+            raise ValueError(
+                "checkpoint.metric: an eval metric ranks checkpoints only with eval.every_epochs: 1 "
+                "(every checkpoint must carry it)"
+            )
         return self

@@ -136,7 +136,7 @@ def train_loop(config: dict[str, Any]) -> None:
     import torch
     import torch.distributed as dist
 
-    from onlyif.train.model import build_model, save_codec
+    from onlyif.train.model import build_model
 
     cfg = TrainConfig.model_validate(config["cfg"], strict=False)
     codec = config["codec"]
@@ -251,7 +251,11 @@ def train_loop(config: dict[str, Any]) -> None:
                 tmp, tag=ENGINE_TAG, client_state={"epoch": epoch + 1, "tokens": history_tokens}, save_latest=False
             )
             if rank == 0:
-                _write_rank0_files(Path(tmp), engine, cfg, codec, metrics, summaries, final, state, save_codec)
+                (Path(tmp) / STATE_FILE).write_text(json.dumps(metrics))
+                if summaries:
+                    _write_eval_files(Path(tmp), summaries)
+                if final:
+                    _export_hf(Path(tmp), engine, codec, state)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         if final:
             break
@@ -266,34 +270,23 @@ def _allreduce(values: list[float], dist: Any, op: str = "sum") -> list[float]:
     return t.tolist()
 
 
-def _write_rank0_files(
-    root: Path,
-    engine: Any,
-    cfg: TrainConfig,
-    codec: Any,
-    metrics: dict,
-    summaries: dict,
-    final: bool,
-    state,
-    save_codec,
-) -> None:
-    (root / STATE_FILE).write_text(json.dumps(metrics, default=float))
-    if summaries:
-        (root / "eval").mkdir()
-        for split, summary in summaries.items():
-            lines = [json.dumps(f, ensure_ascii=False) for f in summary["failures"]]
-            (root / "eval" / f"{split}_failures.jsonl").write_text("".join(line + "\n" for line in lines))
-            rest = {k: v for k, v in summary.items() if k != "failures"}
-            (root / "eval" / f"{split}.json").write_text(json.dumps(rest, indent=2))
-    if final:
-        import torch
+def _write_eval_files(root: Path, summaries: dict[str, Any]) -> None:
+    """``eval/<split>.json`` (summary) and ``eval/<split>_failures.jsonl`` (prompt, expected, got) per split."""
+    (root / "eval").mkdir()
+    for split, summary in summaries.items():
+        lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in summary["failures"])
+        (root / "eval" / f"{split}_failures.jsonl").write_text(lines)
+        rest = {k: v for k, v in summary.items() if k != "failures"}
+        (root / "eval" / f"{split}.json").write_text(json.dumps(rest, indent=2))
 
-        export = root / HF_EXPORT
-        weights = (
-            state
-            if state is not None
-            else {k: v.detach().to(torch.float32).cpu() for k, v in engine.module.state_dict().items()}
-        )
-        engine.module.config.torch_dtype = "float32"
-        engine.module.save_pretrained(export, state_dict=weights)
-        save_codec(codec, export)
+
+def _export_hf(root: Path, engine: Any, codec: Any, state: dict[str, Any] | None) -> None:
+    """``hf_model/``: fp32 ``save_pretrained`` weights plus the tokenizer (rank 0; ZeRO-3 passes gathered ``state``)."""
+    import torch
+
+    from onlyif.train.model import save_codec
+
+    weights = state if state is not None else _full_state_dict(engine, zero_stage=0)
+    engine.module.config.dtype = torch.float32
+    engine.module.save_pretrained(root / HF_EXPORT, state_dict=weights)
+    save_codec(codec, root / HF_EXPORT)
