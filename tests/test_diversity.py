@@ -90,10 +90,23 @@ def test_diversity_cli_on_mixture_and_synthetic_dirs(ray_cluster, tmp_path, caps
     syn = tmp_path / "syn"
     generate_dataset(validate_config(TaskConfig, task), syn, num_blocks=1, progress=False)
     out = tmp_path / "syn_div"
-    assert main(["diversity", str(syn), "--embed-model", "hashing", "--out", str(out), "--clusters", "4"]) == 0
+    args = [
+        "diversity",
+        str(syn),
+        "--embed-model",
+        "hashing",
+        "--out",
+        str(out),
+        "--clusters",
+        "4",
+        "--max-rows",
+        "300",
+    ]
+    assert main(args) == 0
     report = json.loads((out / "diversity.json").read_text())
     assert report["unit"] == "chars" and set(report["domains"]) == {"random", "repeated"}
-    assert sum(d["rows"] for d in report["domains"].values()) == report["overall"]["rows"] == 400
+    assert sum(d["rows"] for d in report["domains"].values()) == report["overall"]["rows"] == 300
+    assert report["rows_total"] == 400
     assert main(["diversity", str(syn), "--split", "test_unseen", "--embed-model", "hashing", "--out", str(out)]) == 0
     assert json.loads((out / "diversity.json").read_text())["overall"]["rows"] == 10
 

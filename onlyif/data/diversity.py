@@ -83,17 +83,27 @@ def compute_diversity(
     seed: int = 0,
     unit: str | None = None,
     num_blocks: int = 8,
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """``(report, sample embeddings, sample row indices)``."""
+    max_rows: int = 200_000,
+) -> tuple[dict[str, Any], np.ndarray, list[str]]:
+    """``(report, sample embeddings, sample domains)``.
+
+    Distinct-n covers every row up to ``max_rows`` (a seeded subset beyond); the embedding metrics cover a
+    seeded ``sample`` of those rows.
+    """
     from onlyif.data.embed import embed_texts
 
     if not texts:
         raise OnlyIfError("diversity: the dataset has no rows")
-    rows = np.sort(np.random.default_rng(seed).permutation(len(texts))[: min(sample, len(texts))])
+    total = len(texts)
+    rng = np.random.default_rng(seed)
+    if total > max_rows:  # distinct-n on a seeded subset: bounded time and memory on 10⁶-row datasets
+        keep = np.sort(rng.permutation(total)[:max_rows])
+        texts, domains = [texts[i] for i in keep], [domains[i] for i in keep]
+    rows = np.sort(rng.permutation(len(texts))[: min(sample, len(texts))])
     emb = embed_texts([texts[i] for i in rows], embed, num_blocks)
     report = diversity_report(texts, domains, emb, rows, clusters=clusters, seed=seed, unit=unit)
-    report |= {"embedder": embed.model, "sample": int(len(rows)), "seed": seed}
-    return report, emb, rows
+    report |= {"embedder": embed.model, "sample": int(len(rows)), "seed": seed, "rows_total": total}
+    return report, emb, [domains[i] for i in rows]
 
 
 def mixture_diversity(table, cfg: MixtureConfig) -> dict[str, Any]:

@@ -13,6 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-model", default="minilm", help="minilm | hashing | a local model directory")
     parser.add_argument("--sample", type=int, default=1000, help="rows embedded for the embedding metrics")
     parser.add_argument("--clusters", type=int, default=16, help="k of the k-means for coverage / entropy")
+    parser.add_argument("--max-rows", type=int, default=200_000, help="rows for distinct-n (a seeded subset beyond)")
     parser.add_argument("--unit", choices=["words", "chars"], help="distinct-n tokens (default: by the data)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -29,14 +30,16 @@ def run(args: argparse.Namespace) -> int:
 
     embed = validate_config(EmbedConfig, {"model": args.embed_model}, "--embed-model")
     validate_config(DiversityConfig, {"sample": args.sample, "clusters": args.clusters}, "options")
-    if args.seed < 0:
-        raise ConfigError("--seed: must be >= 0")
+    if args.seed < 0 or args.max_rows < 1:
+        raise ConfigError("--seed must be >= 0 and --max-rows >= 1")
     texts, domains = load_texts(args.data, args.split, args.text_column)
     init_ray()
-    report, emb, rows = compute_diversity(texts, domains, embed, args.sample, args.clusters, args.seed, args.unit)
+    report, emb, groups = compute_diversity(
+        texts, domains, embed, args.sample, args.clusters, args.seed, args.unit, max_rows=args.max_rows
+    )
     data = Path(args.data)
     out = Path(args.out) if args.out else (data if data.is_dir() else data.parent) / "diversity"
-    write_report(report, emb, [domains[i] for i in rows], out)
+    write_report(report, emb, groups, out)
     print("\n".join(summary_lines(report)))
     print(f"wrote {out / 'diversity.json'} and {out / 'diversity.png'}")
     return 0

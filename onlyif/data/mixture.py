@@ -13,10 +13,12 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from onlyif.data.mixture_config import MixtureConfig, SourceConfig
 from onlyif.data.sources import ResolvedSource, read_source, resolve_source
@@ -172,7 +174,12 @@ def _source_error_checks(src: SourceConfig, statuses: list[str], reasons: list[s
 
 
 def _select(
-    cfg: MixtureConfig, idx: int, ids: list[str], requested: int, texts_of, progress: bool
+    cfg: MixtureConfig,
+    idx: int,
+    ids: list[str],
+    requested: int,
+    texts_of: Callable[[list[str]], list[str]],
+    progress: bool,
 ) -> tuple[list[str], int]:
     """Chosen ids of one source (with repeats when upsampling) and the number of upsampled extra rows."""
     src = cfg.sources[idx]
@@ -188,7 +195,9 @@ def _select(
 
             log.info("k-center: embedding %d candidates of %s", available, src.name)
             emb = embed_texts(texts_of(ids), cfg.embed, cfg.num_blocks)
-            pick = np.sort(k_center(emb, requested, seed=cfg.seed))
+            with tqdm(total=requested, desc=f"k-center {src.name}", disable=not progress, leave=False) as bar:
+                picks = k_center(emb, requested, seed=cfg.seed, progress=lambda j: bar.update(j - bar.n))
+            pick = np.sort(picks)
         return [ids[i] for i in pick], 0
     if not src.upsample:
         raise ConfigError(

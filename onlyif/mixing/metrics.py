@@ -33,9 +33,10 @@ def choose_unit(texts: Sequence[str]) -> str:
 
 def distinct_n(tokenized: Sequence[list[str]], n: int) -> float:
     """Distinct n-grams over total n-grams in all rows (0 when there are none)."""
-    seen, total = set(), 0
+    seen: set[str] = set()
+    total = 0
     for toks in tokenized:
-        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+        grams = ["\x1f".join(toks[i : i + n]) for i in range(len(toks) - n + 1)]
         total += len(grams)
         seen.update(grams)
     return len(seen) / total if total else 0.0
