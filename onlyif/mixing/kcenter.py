@@ -75,7 +75,10 @@ def k_center(
             bound = psq - 2.0 * (p @ p[c]) + psq[c]
             bound += (resid - resid[c]) ** 2
             cand = np.flatnonzero(bound < mind * (1 + 1e-4) + 1e-6)
-            dist = np.maximum(sq[cand] - 2.0 * (x[cand] @ x[c]) + sq[c], 0.0)
+            if len(cand) > n // 8:  # weak pruning (near-isotropic data): a full mat-vec beats gathering rows
+                dist = _sqdist(x, sq, c)[cand]
+            else:
+                dist = np.maximum(sq[cand] - 2.0 * (x[cand] @ x[c]) + sq[c], 0.0)
             closer = dist < mind[cand]
             mind[cand[closer]] = dist[closer]
             mind[c] = -1.0
