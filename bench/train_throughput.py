@@ -4,8 +4,9 @@ Ray Train with plain DDP (no DeepSpeed), on the same model, micro-batch, data an
     .venv/bin/python bench/train_throughput.py                  # emergence-sized GPT-2 (3 layers, d 128), ~4 min
     .venv/bin/python bench/train_throughput.py --rows 2048 --epochs 1   # quicker
 
-Throughput is counted on real (non-pad) tokens over the training loop only (warm second epoch; start-up, eval and
-checkpointing excluded), then divided by the cores used (1 thread per worker) for the per-core ratio.
+Throughput is counted on real (non-pad) tokens over the training loop only (warm last epoch; start-up, eval and
+checkpointing excluded): per wall second divided by the cores used (1 thread per worker), and per CPU-second the
+training processes consumed (the fair per-core figure on a shared, oversubscribed machine).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def batches(data: Path, batch_size: int, rows_limit: int | None = None) -> list[
     return out
 
 
-def plain_torch(data: Path, batch_size: int, epochs: int) -> tuple[float, float]:
+def plain_torch(data: Path, batch_size: int, epochs: int) -> tuple[float, float, float]:
     """Single process, 1 thread, AdamW: tokens/s of the last epoch and peak RSS (MB)."""
     import torch
 
@@ -71,9 +72,9 @@ def plain_torch(data: Path, batch_size: int, epochs: int) -> tuple[float, float]
     model = build_model(ModelConfig(**MODEL))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data_batches = batches(data, batch_size)
-    rate = 0.0
+    rate = cpu_rate = 0.0
     for _ in range(epochs):
-        tokens, t0 = 0, time.perf_counter()
+        tokens, t0, c0 = 0, time.perf_counter(), time.process_time()
         for b in data_batches:
             loss = model(**b).loss
             opt.zero_grad(set_to_none=True)
@@ -81,8 +82,8 @@ def plain_torch(data: Path, batch_size: int, epochs: int) -> tuple[float, float]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             tokens += int(b["attention_mask"].sum())
-        rate = tokens / (time.perf_counter() - t0)
-    return rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rate, cpu_rate = tokens / (time.perf_counter() - t0), tokens / (time.process_time() - c0)
+    return rate, cpu_rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def ddp_loop(config: dict) -> None:
@@ -102,7 +103,7 @@ def ddp_loop(config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     collate_fn = _Collate(config["batch_size"], 0)
     for epoch in range(config["epochs"]):
-        tokens, t0 = 0, time.perf_counter()
+        tokens, t0, c0 = 0, time.perf_counter(), time.process_time()
         for chunk in shard.iter_torch_batches(batch_size=config["batch_size"] * 16, collate_fn=collate_fn):
             for b in chunk:
                 loss = model(**b).loss
@@ -111,13 +112,21 @@ def ddp_loop(config: dict) -> None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 tokens += int(b["attention_mask"].sum())
-        t = torch.tensor([tokens, time.perf_counter() - t0], dtype=torch.float64)
+        t = torch.tensor([tokens, time.perf_counter() - t0, time.process_time() - c0], dtype=torch.float64)
         torch.distributed.all_reduce(t)
+        n = torch.distributed.get_world_size()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        ray.train.report({"epoch": epoch + 1, "tokens_per_s": t[0].item() / (t[1].item() / 2), "peak_rss_mb": rss})
+        ray.train.report(
+            {
+                "epoch": epoch + 1,
+                "tokens_per_s": t[0].item() / (t[1].item() / n),
+                "tokens_per_cpu_s": t[0].item() / t[2].item(),
+                "peak_rss_mb": rss,
+            }
+        )
 
 
-def ray_ddp(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[float, float]:
+def ray_ddp(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[float, float, float]:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -139,15 +148,16 @@ def ray_ddp(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[flo
             ddp_loop,
             train_loop_config={"batch_size": batch_size, "epochs": epochs},
             scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
-            run_config=RunConfig(storage_path=tmp, name="ddp", verbose=0),
+            run_config=RunConfig(storage_path=tmp, name="ddp"),
             datasets={"train": shards[0]},
             dataset_config=_shard_config(shards),
         )
         result = trainer.fit()
-    return result.metrics["tokens_per_s"], result.metrics["peak_rss_mb"]
+    m = result.metrics
+    return m["tokens_per_s"], m["tokens_per_cpu_s"], m["peak_rss_mb"]
 
 
-def ours(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[float, float]:
+def ours(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[float, float, float]:
     from onlyif.train.api import run_training
 
     cfg = TrainConfig.model_validate(
@@ -164,7 +174,7 @@ def ours(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[float,
     with tempfile.TemporaryDirectory() as tmp:
         out = run_training(cfg, data, Path(tmp) / "run")
     last = out.history[-1]
-    return last["tokens_per_s"], last["peak_rss_mb"]
+    return last["tokens_per_s"], last["tokens_per_cpu_s"], last["peak_rss_mb"]
 
 
 def main() -> None:
@@ -178,20 +188,22 @@ def main() -> None:
     from onlyif.ray_utils import init_ray
 
     init_ray(num_cpus=args.workers + 2, progress=False)
+    w = args.workers
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp) / "data", args.rows)
-        base, base_rss = plain_torch(data, args.batch_size, args.epochs)
-        ddp, ddp_rss = ray_ddp(data, args.batch_size, args.epochs, args.workers)
-        ds, ds_rss = ours(data, args.batch_size, args.epochs, args.workers)
-    w = args.workers
+        rows = [("plain torch, 1 process, 1 thread", 1, *plain_torch(data, args.batch_size, args.epochs))]
+        print(rows[-1], flush=True)
+        rows.append((f"Ray Train + DeepSpeed ZeRO-2, {w}w", w, *ours(data, args.batch_size, args.epochs, w)))
+        print(rows[-1], flush=True)
+        rows.append((f"Ray Train DDP, {w} workers", w, *ray_ddp(data, args.batch_size, args.epochs, w)))
+    base, base_cpu = rows[0][2], rows[0][3]
     print(f"model {MODEL}, micro-batch {args.batch_size}, {args.rows} rows, epochs {args.epochs}, workers {w}")
-    print(f"{'setup':<34}{'tokens/s':>10}{'per core':>10}{'ratio/core':>12}{'peak RSS MB':>13}")
-    for name, rate, cores, rss in (
-        ("plain torch, 1 process, 1 thread", base, 1, base_rss),
-        (f"Ray Train DDP, {w} workers", ddp, w, ddp_rss),
-        (f"Ray Train + DeepSpeed ZeRO-2, {w}w", ds, w, ds_rss),
-    ):
-        print(f"{name:<34}{rate:>10.0f}{rate / cores:>10.0f}{rate / cores / base:>12.2f}{rss:>13.0f}")
+    print(f"{'setup':<34}{'tokens/s':>10}{'per core':>10}{'ratio':>7}{'tok/CPU-s':>11}{'ratio':>7}{'peak RSS MB':>13}")
+    for name, cores, rate, cpu_rate, rss in rows:
+        print(
+            f"{name:<34}{rate:>10.0f}{rate / cores:>10.0f}{rate / cores / base:>7.2f}"
+            f"{cpu_rate:>11.0f}{cpu_rate / base_cpu:>7.2f}{rss:>13.0f}"
+        )
 
 
 if __name__ == "__main__":

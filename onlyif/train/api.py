@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ class TrainOutcome:
     model_dir: Path
     checkpoint_dir: Path | None
     train_seconds: float
-    run_dir: Path = field(default=Path("."))
+    """Wall time of ``TorchTrainer.fit`` (worker start-up, training, evaluation, checkpoints)."""
+    run_dir: Path
 
 
 class _Tokenize:

@@ -176,7 +176,7 @@ def train_loop(config: dict[str, Any]) -> None:
         engine.train()
         rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 101 + rank)
         loss_sum = torch.zeros((), dtype=torch.float64)
-        tokens, micro, t0 = 0, 0, time.perf_counter()
+        tokens, micro, t0, cpu0 = 0, 0, time.perf_counter(), time.process_time()
         log_loss, log_micro, log_tokens, log_t0 = torch.zeros((), dtype=torch.float64), 0, 0, t0
         for chunk_batches in shard.iter_torch_batches(
             batch_size=chunk,
@@ -220,7 +220,10 @@ def train_loop(config: dict[str, Any]) -> None:
                     log_loss.zero_()
                     log_micro, log_tokens, log_t0 = 0, 0, time.perf_counter()
         train_seconds = time.perf_counter() - t0
-        loss_total, micro_total, tokens_total = _allreduce([loss_sum.item(), micro, tokens], dist)
+        cpu_total = time.process_time() - cpu0
+        loss_total, micro_total, tokens_total, cpu_total = _allreduce(
+            [loss_sum.item(), micro, tokens, cpu_total], dist
+        )
         (peak_rss,) = _allreduce([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024], dist, op="max")
         history_tokens += int(tokens_total)
         final = epoch == last_epoch or engine.global_steps >= total_steps
@@ -230,6 +233,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "step": engine.global_steps,
             "train_loss": loss_total / max(micro_total, 1),
             "tokens_per_s": tokens_total / max(train_seconds, 1e-9),
+            "tokens_per_cpu_s": tokens_total / max(cpu_total, 1e-9),
             "tokens": history_tokens,
             "lr": engine.get_lr()[0],
             "epoch_seconds": train_seconds,
