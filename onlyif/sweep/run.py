@@ -235,10 +235,13 @@ def run_sweep(
                 ],
             ),
         )
-    grid = tuner.fit()
-    errored = grid.num_errors
-    finished = sum(1 for r in grid if r.error is None and (r.metrics or {}).get("final") == 1)
-    stopped = grid.num_terminated - finished  # ended early by the ASHA scheduler
+    tuner.fit()
+    # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
+    trials = tune.ExperimentAnalysis(str(tune_root / cfg.name)).trials
+    done = [t for t in trials if t.status == "TERMINATED"]
+    finished = sum(1 for t in done if (t.last_result or {}).get("final") == 1)
+    stopped = len(done) - finished  # ended early by the ASHA scheduler
+    errored = sum(1 for t in trials if t.status == "ERROR")
     wall = time.perf_counter() - t0
 
     rep = None
@@ -248,7 +251,7 @@ def run_sweep(
         rep = make_report(exp, source="tune", log_to_mlflow=True)
     from mlflow import MlflowClient
 
-    complete = grid.num_terminated + errored == len(valid)
+    complete = len(done) + errored == len(valid)
     status = "KILLED" if not complete else ("FAILED" if errored else "FINISHED")
     MlflowClient(state["tracking_uri"]).set_terminated(state["parent_run_id"], status=status)
     if stopped:
