@@ -12,6 +12,7 @@ Run directory layout::
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> 
     try:
         ds = ds.materialize()
     except RayTaskError as exc:
-        cause = exc.cause if isinstance(getattr(exc, "cause", None), OnlyIfError) else None
+        cause = _user_error(exc)
         if cause is not None:
             raise OnlyIfError(f"{data_dir / 'train'}: {cause}") from None
         raise
@@ -127,6 +128,13 @@ def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> 
     if per_worker == 0:
         raise OnlyIfError(f"{data_dir / 'train'}: {rows} usable rows for {cfg.scaling.num_workers} workers")
     return ds.split(cfg.scaling.num_workers, equal=True), per_worker
+
+
+def _user_error(exc: BaseException) -> OnlyIfError | None:
+    """The :class:`OnlyIfError` a Ray Data UDF raised. Ray re-raises it as ``RayTaskError(UserCodeException)``
+    carrying only the remote traceback text, so the message is read back from that text."""
+    match = re.search(r"onlyif\.errors\.(?:OnlyIfError|ConfigError): (.+)", str(exc))
+    return OnlyIfError(match.group(1).strip()) if match else None
 
 
 def _eval_items(cfg: TrainConfig, data_dir: Path, codec: Codec, max_length: int) -> dict[str, list[dict]]:
