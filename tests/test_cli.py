@@ -27,8 +27,9 @@ def test_version_and_help_list_every_subcommand():
 
 
 def test_overrides_set_nested_keys_with_yaml_values():
-    data = apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c=[1, 2]", "d.e=null", "f=true", "g=x=y"])
-    assert data == {"a": {"b": 2, "c": [1, 2]}, "d": {"e": None}, "f": True, "g": "x=y"}
+    data = apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c=[1, 2]", "d.e=null", "f=true", "g=x=y", "lr=3e-3"])
+    assert data == {"a": {"b": 2, "c": [1, 2]}, "d": {"e": None}, "f": True, "g": "x=y", "lr": 0.003}
+    assert apply_overrides({}, ["n=1E5", "v=1.5", "s=e5", "t=1_000"]) == {"n": 1e5, "v": 1.5, "s": "e5", "t": 1000}
     with pytest.raises(ConfigError, match="expected key=value"):
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigError, match="a.b: a is not a mapping"):
