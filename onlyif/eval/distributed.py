@@ -53,7 +53,11 @@ def evaluate_distributed(
 
     present = set(pq.read_schema(files[0]).names)
     init_ray()
-    ds = ray.data.read_parquet([str(f) for f in files], columns=[c for c in wanted + META_COLUMNS if c in present])
+    ds = ray.data.read_parquet(
+        [str(f) for f in files],
+        columns=[c for c in wanted + META_COLUMNS if c in present],
+        override_num_blocks=max(actors * 2, len(files)),
+    )
     ds.context.execution_options.preserve_order = True
     if max_examples is not None:
         ds = ds.limit(max_examples)
