@@ -53,6 +53,10 @@ def evaluate_distributed(
 
     present = set(pq.read_schema(files[0]).names)
     init_ray()
+    from onlyif.ray_utils import cluster_cpus
+
+    # Leave one CPU for reading the parquet files, or the actors would hold every slot and the read never runs.
+    cpus_per_actor = min(cpus_per_actor, max(0.1, (cluster_cpus() - 1) / actors))
     ds = ray.data.read_parquet(
         [str(f) for f in files],
         columns=[c for c in wanted + META_COLUMNS if c in present],
