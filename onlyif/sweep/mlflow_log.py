@@ -8,11 +8,12 @@ process writes the sqlite store. Each child run is tagged with its Tune trial id
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+
+from onlyif.train.tracking import flatten_params, numeric
 
 TRIAL_TAG = "onlyif.trial_id"
 POINT_TAG = "onlyif.point"
@@ -35,27 +36,9 @@ def tracking_uri(configured: str | None, exp_dir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{exp_dir.resolve() / 'mlflow.db'}"
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dict → ``{"a.b.c": "value"}`` (MLflow params are strings)."""
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
-    return out
-
-
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The metrics of a Tune result worth logging: finite numbers, without Tune's bookkeeping."""
-    out = {}
-    for key, value in result.items():
-        if key in _TUNE_KEYS or key.startswith("config/") or isinstance(value, bool):
-            continue
-        if isinstance(value, int | float) and math.isfinite(float(value)):
-            out[key] = float(value)
-    return out
+    return {k: v for k, v in numeric(result).items() if k not in _TUNE_KEYS and not k.startswith("config/")}
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -74,7 +57,7 @@ def start_parent_run(uri: str, experiment_id: str, name: str, params: dict[str, 
 
     client = MlflowClient(uri)
     run = client.create_run(experiment_id, run_name=name, tags={"onlyif.kind": "sweep"})
-    _log_params(client, run.info.run_id, flatten(params), Param)
+    _log_params(client, run.info.run_id, flatten_params(params), Param)
     return run.info.run_id
 
 
@@ -145,7 +128,9 @@ class MlflowTrialLogger(Callback):
                 },
             )
             run_id = run.info.run_id
-            params = flatten({"task": point["task"], "train": point["train"]}) | flatten(point["labels"], "grid.")
+            params = flatten_params({"task": point["task"], "train": point["train"]}) | flatten_params(
+                point["labels"], "grid."
+            )
             _log_params(self.client, run_id, params, Param)
         self._runs[trial.trial_id] = run_id
 

@@ -37,6 +37,7 @@ def read_history(run_dir: str | Path, kind: str = "epoch") -> list[dict[str, Any
 
 
 def numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of ``metrics`` (bools and text left out), as floats."""
     return {
         k: float(v)
         for k, v in metrics.items()
@@ -45,13 +46,14 @@ def numeric(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def flatten_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dict → ``{"a.b.c": "value"}`` (MLflow params are strings; lists as JSON; at most 500 chars)."""
     out: dict[str, str] = {}
     for k, v in data.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten_params(v, key + "."))
         else:
-            out[key] = str(v)[:500]
+            out[key] = (json.dumps(v) if isinstance(v, list | tuple) else str(v))[:500]
     return out
 
 
