@@ -7,7 +7,7 @@
 
 import sys
 
-from onlyif.cli import main
+from onlyif.cli import run_job
 
 # A 2×1 grid with a tiny model, one epoch, CPU workers: checks the whole pipeline of any sweep preset in ~1 min.
 SMOKE = [
@@ -19,8 +19,4 @@ SMOKE = [
 ]  # fmt: skip
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if "--smoke-test" in args:
-        args.remove("--smoke-test")
-        args += [item for o in SMOKE for item in ("--set", o)]
-    sys.exit(main(["sweep", *args]))
+    sys.exit(run_job("sweep", sys.argv[1:], SMOKE))

@@ -8,7 +8,7 @@
 
 import sys
 
-from onlyif.cli import main
+from onlyif.cli import run_job
 
 # One epoch of a 1-layer model on 2 CPU workers, 100 eval examples: checks any preset's data and plumbing fast.
 SMOKE = [
@@ -17,8 +17,4 @@ SMOKE = [
 ]  # fmt: skip
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if "--smoke-test" in args:
-        args.remove("--smoke-test")
-        args += [item for kv in SMOKE for item in ("--set", kv)]
-    sys.exit(main(["train", *args]))
+    sys.exit(run_job("train", sys.argv[1:], SMOKE))

@@ -39,6 +39,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
     )
 
 
+def run_job(command: str, argv: list[str], smoke: list[str] | None = None) -> int:
+    """Entry of a thin ``jobs/*.py`` script: ``onlyif COMMAND *argv``; ``--smoke-test`` adds ``--set`` for each of
+    the job's ``smoke`` overrides (a tiny CPU run of any preset)."""
+    args = list(argv)
+    if smoke is not None and "--smoke-test" in args:
+        args.remove("--smoke-test")
+        args += [item for kv in smoke for item in ("--set", kv)]
+    return main([command, *args])
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onlyif", description="Measure and exploit instruction diversity for instruction tuning, on Ray."
