@@ -20,13 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from onlyif.config import load_config
-    from onlyif.errors import OnlyIfError
     from onlyif.sweep.config import SweepConfig
     from onlyif.sweep.run import run_sweep
+    from onlyif.sweep.sweep_cmd import check_resume_args, print_conclusions
 
     if args.resume:
-        if args.config or args.overrides or args.out:
-            raise OnlyIfError("--resume EXP_DIR reads the config from the experiment; drop --config/--set/--out")
+        check_resume_args(args)
         outcome = run_sweep(None, args.resume, resume=True)
     else:
         cfg = load_config(SweepConfig, args.config or PRESET, args.overrides)
@@ -35,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
         outcome = run_sweep(cfg, out)
     report = outcome.report
     if report is not None:
-        for curve in report["curves"]:
-            for line in curve["conclusion"]:
-                print(line)
+        print_conclusions(report)
         verdict = "SHOWN" if report["shown"] else "NOT SHOWN"
         print(f"phenomenon {verdict}; report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials in {outcome.wall_seconds / 60:.1f} min")

@@ -18,13 +18,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
 
 
+def check_resume_args(args: argparse.Namespace) -> None:
+    """``--resume EXP_DIR`` takes the experiment's own config: refuse anything that would contradict it."""
+    if args.config or args.overrides or args.out:
+        raise OnlyIfError("--resume EXP_DIR reads the config from the experiment; drop --config/--set/--out")
+
+
+def print_conclusions(report: dict) -> None:
+    """The report's computed conclusions, one line each."""
+    for curve in report["curves"]:
+        for line in curve["conclusion"]:
+            print(line)
+
+
 def run(args: argparse.Namespace) -> int:
     from onlyif.config import load_config
     from onlyif.sweep.config import SweepConfig
 
     if args.resume:
-        if args.config or args.overrides or args.out:
-            raise OnlyIfError("--resume EXP_DIR reads the config from the experiment; drop --config/--set/--out")
+        check_resume_args(args)
         cfg = None
     else:
         if not args.config:
@@ -44,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     outcome = run_sweep(cfg, args.resume or args.out, resume=bool(args.resume), report=not args.no_report)
     if outcome.report is not None:
-        for curve in outcome.report["curves"]:
-            for line in curve["conclusion"]:
-                print(line)
+        print_conclusions(outcome.report)
         print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s")
     print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} --workers 1")
