@@ -62,6 +62,7 @@ def memorizer(data, tmp_path_factory):
 def test_memorizing_model_scores_one(memorizer, data):
     res = evaluate_exact_match(memorizer, data, "test_seen", batch_size=5)
     assert res["n"] == 12 and res["exact_match"] == 1.0
+    assert res["loss"] < 0.01  # it also assigns the reference responses near-certain probability
     assert res["applied"]["exact_match"] == 1.0 and res["noop"]["n"] == 3
     assert res["failures"] == []
 
@@ -71,6 +72,7 @@ def test_random_model_scores_zero(data, tmp_path):
     model = _save(build_model(ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=32)), tmp_path / "random")
     res = evaluate_exact_match(model, data, "test_seen", failures=2)
     assert res["exact_match"] == 0.0
+    assert res["loss"] > 2.0  # near ln(vocab) = 3.47 for an untrained model
     assert len(res["failures"]) == 2
     assert res["failures"][0]["expected"] == read_rows(data, "test_seen")["output"][0]
 
@@ -87,6 +89,28 @@ def test_batched_kv_decoding_equals_hf_generate(memorizer):
             torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=2, pad_token_id=0
         )[0, len(prompt) :].tolist()
         assert got == (ref[: ref.index(2) + 1] if 2 in ref else ref)
+
+
+def test_response_nll_matches_hf_loss_at_any_batch_size(memorizer, data):
+    """Summed per-token NLL equals HF's mean causal-LM loss × scored tokens, however the rows are batched."""
+    from transformers import AutoModelForCausalLM
+
+    from onlyif.eval.loss import response_nll
+
+    torch.manual_seed(3)
+    model = AutoModelForCausalLM.from_config(AutoModelForCausalLM.from_pretrained(memorizer).config).eval()
+    codec = CharCodec()
+    prompts, responses = codec.encode(read_rows(data, "test_seen"))
+    seqs, plens = join_examples(prompts, responses, max_length=32, truncate=False)
+    batch = {k: torch.from_numpy(v) for k, v in collate(seqs, plens, codec.pad_id).items()}
+    with torch.no_grad():
+        hf_mean = float(model(**batch).loss)
+    n_scored = sum(len(r) for r in responses)
+    for batch_size in (1, 5, 64):
+        nll, count = response_nll(model, prompts, responses, codec.pad_id, batch_size)
+        assert count == [len(r) for r in responses]
+        assert sum(nll) / sum(count) == pytest.approx(hf_mean, rel=1e-5)
+        assert sum(count) == n_scored
 
 
 def test_summary_breakdowns():
@@ -113,8 +137,9 @@ def test_ray_data_actors_agree_with_in_process(ray_cluster, memorizer, data):
 
     local = evaluate_exact_match(memorizer, data, "test_seen", max_examples=10)
     dist = evaluate_distributed(memorizer, data, "test_seen", max_examples=10, batch_size=4, actors=2)
-    assert dist == {**local, "failures": dist["failures"]}
+    assert dist == {**local, "failures": dist["failures"], "loss": dist["loss"]}
     assert dist["n"] == 10 and dist["exact_match"] == 1.0
+    assert dist["loss"] == pytest.approx(local["loss"], rel=1e-6)
 
 
 def test_cli_exact_match_writes_summary(memorizer, data, tmp_path, capsys):

@@ -14,7 +14,8 @@ from onlyif.train.data import META_COLUMNS, SYNTHETIC_COLUMNS, TEXT_COLUMNS, dat
 
 
 class ExactMatchActor:
-    """A Ray Data callable class: rows in, one record per row out (``ok``, ``got``, ``expected``, breakdown keys)."""
+    """A Ray Data callable class: rows in, one record per row out (``ok``, ``got``, ``expected``, breakdown keys,
+    the response NLL and its token count)."""
 
     def __init__(self, model_dir: str, batch_size: int, threads: int) -> None:
         import torch
@@ -24,9 +25,20 @@ class ExactMatchActor:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        from onlyif.eval.loss import response_nll
+
         rows = {k: v.tolist() for k, v in batch.items()}
-        records = generate_records(self.model, self.codec, eval_items(self.codec, rows), self.batch_size)
-        return {key: [r[key] for r in records] for key in ("ok", "got", "expected", "prompt", "noop", "domain", "k")}
+        items = eval_items(self.codec, rows)
+        records = generate_records(self.model, self.codec, items, self.batch_size)
+        out = {key: [r[key] for r in records] for key in ("ok", "got", "expected", "prompt", "noop", "domain", "k")}
+        out["nll"], out["tokens"] = response_nll(
+            self.model,
+            [it["prompt_ids"] for it in items],
+            [it["response_ids"] for it in items],
+            self.codec.pad_id,
+            self.batch_size,
+        )
+        return out
 
 
 def evaluate_distributed(
@@ -74,8 +86,10 @@ def evaluate_distributed(
         num_cpus=cpus_per_actor,
     )
     records = ds.take_all()
+    tokens = sum(int(r.pop("tokens")) for r in records)
+    nll = sum(float(r.pop("nll")) for r in records)
     for r in records:  # Arrow hands back numpy scalars; the summary compares with Python values
         for key in ("ok", "noop"):
             if r.get(key) is not None:
                 r[key] = bool(r[key])
-    return {"split": split, **summarize(records, failures)}
+    return {"split": split, **summarize(records, failures), "loss": nll / tokens if tokens else None}

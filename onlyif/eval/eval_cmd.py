@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             write_text_atomic(out / f"{split}_failures.jsonl", lines)
     for res in results:
         parts = [f"{res['split']}: exact_match {res['exact_match']:.4f} (n={res['n']})"]
+        if res.get("loss") is not None:
+            parts.append(f"loss {res['loss']:.4f}")
         for part in ("applied", "noop"):
             if part in res and res[part]["n"]:
                 parts.append(f"{part} {res[part]['exact_match']:.4f} (n={res[part]['n']})")

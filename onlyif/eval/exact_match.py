@@ -18,7 +18,7 @@ from onlyif.train.data import CharCodec, Codec, read_rows
 
 
 def eval_items(codec: Codec, rows: dict[str, Sequence]) -> list[dict[str, Any]]:
-    """One item per row: prompt ids, decode budget, expected text and the breakdown keys."""
+    """One item per row: prompt and reference response ids, decode budget, expected text and the breakdown keys."""
     prompts, responses = codec.encode(rows)
     expected = codec.expected(rows)
     texts = codec.prompt_texts(rows)
@@ -28,6 +28,7 @@ def eval_items(codec: Codec, rows: dict[str, Sequence]) -> list[dict[str, Any]]:
         items.append(
             {
                 "prompt_ids": p,
+                "response_ids": r,
                 "budget": len(r) + slack,
                 "prompt": texts[i],
                 "expected": expected[i],
@@ -58,7 +59,7 @@ def generate_records(model: Any, codec: Codec, items: list[dict[str, Any]], batc
     for it, ids in zip(items, gens, strict=True):
         got = codec.decode(ids)
         ended = codec.eos_id in ids
-        rec = {k: v for k, v in it.items() if k not in ("prompt_ids", "budget")}
+        rec = {k: v for k, v in it.items() if k not in ("prompt_ids", "response_ids", "budget")}
         rec.update(got=got, ok=bool(ended and got == it["expected"]))
         records.append(rec)
     return records
@@ -97,10 +98,22 @@ def summarize(records: list[dict[str, Any]], failures: int = 20) -> dict[str, An
     return out
 
 
+def items_nll(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int) -> tuple[float, int]:
+    """Summed response-token NLL of ``items`` and the number of tokens scored (see :mod:`onlyif.eval.loss`)."""
+    from onlyif.eval.loss import response_nll
+
+    nll, count = response_nll(
+        model, [it["prompt_ids"] for it in items], [it["response_ids"] for it in items], codec.pad_id, batch_size
+    )
+    return sum(nll), sum(count)
+
+
 def flat_metrics(split: str, summary: dict[str, Any]) -> dict[str, float]:
     """Scalar metrics named ``<split>/exact_match``, ``…_applied``, ``…_noop``, ``<split>/family/<f>/exact_match``,
-    ``<split>/k/<k>/exact_match`` (breakdowns only when there are at least two groups)."""
+    ``<split>/k/<k>/exact_match`` (breakdowns only when there are at least two groups) and ``<split>/loss``."""
     m = {f"{split}/exact_match": summary["exact_match"], f"{split}/n": float(summary["n"])}
+    if summary.get("loss") is not None:
+        m[f"{split}/loss"] = summary["loss"]
     for part in ("applied", "noop"):
         if part in summary:
             m[f"{split}/exact_match_{part}"] = summary[part]["exact_match"]
@@ -155,5 +168,7 @@ def evaluate_exact_match(
     elif codec is None:
         raise OnlyIfError("evaluate_exact_match: an in-memory model needs its codec")
     rows = read_rows(data_dir, split, max_examples)
-    records = generate_records(model, codec, eval_items(codec, rows), batch_size)
-    return {"split": split, **summarize(records, failures)}
+    items = eval_items(codec, rows)
+    records = generate_records(model, codec, items, batch_size)
+    nll, tokens = items_nll(model, codec, items, batch_size)
+    return {"split": split, **summarize(records, failures), "loss": nll / tokens if tokens else None}

@@ -109,11 +109,11 @@ def _eval_model(engine: Any, cfg: TrainConfig, state: dict[str, Any] | None) -> 
 
 
 def _evaluate(engine: Any, cfg: TrainConfig, codec: Any, eval_items: dict, state: dict | None) -> tuple[dict, dict]:
-    """Exact match on every eval split, decoding rank-strided slices and gathering records on all ranks."""
+    """Exact match and response loss on every eval split, over rank-strided slices gathered on all ranks."""
     import ray.train
     import torch.distributed as dist
 
-    from onlyif.eval.exact_match import flat_metrics, generate_records, summarize
+    from onlyif.eval.exact_match import flat_metrics, generate_records, items_nll, summarize
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -125,7 +125,8 @@ def _evaluate(engine: Any, cfg: TrainConfig, codec: Any, eval_items: dict, state
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, list(zip(mine, records, strict=True)))
         merged = [rec for _, rec in sorted(pair for part in gathered for pair in part)]
-        summaries[split] = summarize(merged, cfg.eval.failures)
+        nll, tokens = _allreduce(list(items_nll(model, codec, [items[i] for i in mine], cfg.eval.batch_size)), dist)
+        summaries[split] = summarize(merged, cfg.eval.failures) | {"loss": nll / tokens if tokens else None}
         metrics.update(flat_metrics(split, summaries[split]))
     return metrics, summaries
 
