@@ -143,12 +143,14 @@ def test_pretrained_model_on_text_data_via_cli(tmp_path):
 
     pairs = [{"prompt": p, "response": r} for p, r in zip(TEXT_CORPUS[::2], TEXT_CORPUS[1::2], strict=True)]
     write_split(tmp_path / "data", "train", pairs * 22, parts=2)
-    write_split(tmp_path / "data", "test_seen", pairs, parts=1)
+    write_split(tmp_path / "heldout", "test_seen", pairs, parts=1)  # eval split in its own folder (--eval-data)
     model_dir = tiny_hf_model(tmp_path / "llama")
     args = [
         "train",
         "--data",
         str(tmp_path / "data"),
+        "--eval-data",
+        str(tmp_path / "heldout"),
         "--out",
         str(tmp_path / "run"),
         "--set",
@@ -163,6 +165,9 @@ def test_pretrained_model_on_text_data_via_cli(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path / "run" / "model").eos_token == "</s>"
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 5 and "test_seen/exact_match" in lines[-1]  # 33 rows per worker / 8 -> 5 steps
+    assert 0.0 < lines[-1]["test_seen/loss"] < 20.0
+    run_info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run_info["eval_data"] == [str((tmp_path / "heldout").resolve())]
 
 
 def test_bad_inputs_fail_fast_with_one_line(data, tmp_path):
@@ -175,9 +180,13 @@ def test_bad_inputs_fail_fast_with_one_line(data, tmp_path):
     (tmp_path / "no-config").mkdir()
     with pytest.raises(OnlyIfError, match="no config.json"):
         run_training(tiny_cfg(model__pretrained=str(tmp_path / "no-config")), data, tmp_path / "c")
+    with pytest.raises(OnlyIfError, match="--eval-data .*absent: dataset directory not found"):
+        run_training(tiny_cfg(), data, tmp_path / "f", eval_data=[tmp_path / "absent"])
+    with pytest.raises(OnlyIfError, match="split 'test_seen' is in both"):
+        run_training(tiny_cfg(), data, tmp_path / "g", eval_data=[data, data])
     with pytest.raises(OnlyIfError, match="--resume .*: no earlier run found"):
         run_training(tiny_cfg(), data, tmp_path / "d", resume=True)
     long_rows = make_synthetic_dataset(tmp_path / "long", n_train=8, n_test=2)
     with pytest.raises(OnlyIfError, match="prompt '.*': prompt\\+response is \\d+ tokens, longer than the model's 16"):
         run_training(tiny_cfg(model__n_positions=16), long_rows, tmp_path / "e")
-    assert not any((tmp_path / x).exists() for x in "abcde")  # nothing written for a run that cannot start
+    assert not any((tmp_path / x).exists() for x in "abcdefg")  # nothing written for a run that cannot start

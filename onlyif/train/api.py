@@ -137,18 +137,39 @@ def _user_error(exc: BaseException) -> OnlyIfError | None:
     return OnlyIfError(match.group(1).strip()) if match else None
 
 
-def _eval_items(cfg: TrainConfig, data_dir: Path, codec: Codec, max_length: int) -> dict[str, list[dict]]:
+def eval_split_dirs(splits: list[str], data_dir: Path, eval_data: list[Path]) -> dict[str, Path]:
+    """The dataset folder holding each eval split that exists: an ``eval_data`` folder, else ``data_dir``.
+
+    Splits missing everywhere are skipped (none present at all is an error); a split found in two ``eval_data``
+    folders is refused rather than picked silently.
+    """
+    for root in eval_data:
+        if not root.is_dir():
+            raise OnlyIfError(f"--eval-data {root}: dataset directory not found")
+    out = {}
+    for split in splits:
+        holders = [root for root in eval_data if (root / split).is_dir()]
+        if len(holders) > 1:
+            raise OnlyIfError(f"--eval-data: split {split!r} is in both {holders[0]} and {holders[1]}")
+        if holders:
+            out[split] = holders[0]
+        elif (data_dir / split).is_dir():
+            out[split] = data_dir
+    if splits and not out:
+        where = ", ".join(str(p) for p in [data_dir, *eval_data])
+        raise OnlyIfError(f"--data {data_dir}: none of the eval splits {splits} is present (looked in {where})")
+    return out
+
+
+def _eval_items(cfg: TrainConfig, roots: dict[str, Path], codec: Codec, max_length: int) -> dict[str, list[dict]]:
     from onlyif.eval.exact_match import eval_items
 
-    present = [s for s in cfg.eval.splits if (data_dir / s).is_dir()]
-    if cfg.eval.splits and not present:
-        raise OnlyIfError(f"--data {data_dir}: none of the eval splits {cfg.eval.splits} is present")
     out = {}
-    for split in present:
-        items = eval_items(codec, read_rows(data_dir, split, cfg.eval.max_examples))
+    for split, root in roots.items():
+        items = eval_items(codec, read_rows(root, split, cfg.eval.max_examples))
         longest = max((len(it["prompt_ids"]) + it["budget"] for it in items), default=0)
         if longest > max_length:
-            raise OnlyIfError(f"{data_dir / split}: examples need {longest} positions, the model has {max_length}")
+            raise OnlyIfError(f"{root / split}: examples need {longest} positions, the model has {max_length}")
         out[split] = items
     return out
 
@@ -189,12 +210,14 @@ def run_training(
     resume: bool = False,
     callbacks: list | None = None,
     experiment_name: str | None = None,
+    eval_data: list[str | os.PathLike] | None = None,
 ) -> TrainOutcome:
-    """Train ``cfg`` on ``DATA/train`` with Ray Train + DeepSpeed, evaluating exact match on the test splits.
+    """Train ``cfg`` on ``DATA/train`` with Ray Train + DeepSpeed, evaluating exact match and loss on the test splits.
 
     ``resume=True`` continues the run in ``out_dir`` from its latest checkpoint. ``callbacks`` are extra Ray Train
     ``RunConfig`` callbacks (e.g. Tune's ``TuneReportCallback`` when called inside a Tune trial).
-    ``experiment_name`` names the MLflow experiment (default ``cfg.mlflow_experiment``).
+    ``experiment_name`` names the MLflow experiment (default ``cfg.mlflow_experiment``). ``eval_data`` lists other
+    dataset folders to take eval splits from (e.g. held-out sets beside a mixture that has only ``train``).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -204,6 +227,7 @@ def run_training(
     from onlyif.train.tracking import MetricsCallback, end_mlflow_run, read_history, start_mlflow_run
 
     data = Path(data_dir).resolve()
+    evals = [Path(p).resolve() for p in eval_data or []]
     out = Path(out_dir).resolve()
     kind = dataset_kind(data, "train")
     if cfg.model.pretrained is not None:
@@ -220,7 +244,7 @@ def run_training(
 
     max_length = _max_length(cfg)
     shards, per_worker = _train_shards(cfg, data, codec, kind)
-    eval_items = _eval_items(cfg, data, codec, max_length)
+    eval_items = _eval_items(cfg, eval_split_dirs(cfg.eval.splits, data, evals), codec, max_length)
     total_steps = total_optimizer_steps(per_worker, cfg)
     if total_steps < 1:
         raise OnlyIfError(
@@ -230,12 +254,17 @@ def run_training(
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    write_json_atomic(out / "run.json", {"data": str(data), "kind": kind, "versions": library_versions()})
+    run_info = {"data": str(data), "eval_data": [str(p) for p in evals], "kind": kind}
+    write_json_atomic(out / "run.json", run_info | {"versions": library_versions()})
     mlflow_uri = run_id = None
     if cfg.mlflow:
         mlflow_uri = cfg.mlflow_tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
         run_id = start_mlflow_run(
-            mlflow_uri, experiment_name or cfg.mlflow_experiment, out, out.name, cfg.to_dict() | {"data": str(data)}
+            mlflow_uri,
+            experiment_name or cfg.mlflow_experiment,
+            out,
+            out.name,
+            cfg.to_dict() | {"data": str(data), "eval_data": [str(p) for p in evals]},
         )
 
     s = cfg.scaling
@@ -282,9 +311,7 @@ def run_training(
     history = read_history(out)
     final = dict(result.metrics or {})
     metrics = {k: float(v) for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    write_json_atomic(
-        out / "run.json", {"data": str(data), "kind": kind, "versions": library_versions(), "final": metrics}
-    )
+    write_json_atomic(out / "run.json", run_info | {"versions": library_versions(), "final": metrics})
     return TrainOutcome(
         metrics=metrics,
         history=history,

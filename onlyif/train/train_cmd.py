@@ -15,6 +15,13 @@ from onlyif.train.config import TrainConfig
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--data", metavar="DIR", help="dataset directory (DIR/train/*.parquet, DIR/test_*/...)")
+    parser.add_argument(
+        "--eval-data",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="another dataset directory to take eval splits from (repeatable; e.g. held-out sets for a mixture)",
+    )
     parser.add_argument("--out", metavar="RUN_DIR", help="new run directory (must be empty or absent)")
     parser.add_argument(
         "--resume",
@@ -34,13 +41,18 @@ def run(args: argparse.Namespace) -> int:
         if not cfg_file.is_file() or not run_file.is_file():
             raise OnlyIfError(f"--resume {run_dir}: not a run directory (config.yaml / run.json missing)")
         cfg = validate_config(TrainConfig, apply_overrides(read_yaml(cfg_file), args.overrides), str(cfg_file))
-        data = args.data or json.loads(run_file.read_text())["data"]
-        outcome = run_training(cfg, data, run_dir, resume=True)
+        info = json.loads(run_file.read_text())
+        data = args.data or info["data"]
+        outcome = run_training(cfg, data, run_dir, resume=True, eval_data=args.eval_data or info.get("eval_data"))
     else:
         if not args.data or not args.out:
             raise OnlyIfError("--data DIR and --out RUN_DIR are required (or --resume RUN_DIR)")
         cfg = load_config(TrainConfig, args.config, args.overrides)
-        outcome = run_training(cfg, args.data, args.out)
-    shown = {k: round(v, 4) for k, v in outcome.metrics.items() if k == "train_loss" or k.endswith("exact_match")}
+        outcome = run_training(cfg, args.data, args.out, eval_data=args.eval_data)
+    shown = {
+        k: round(v, 4)
+        for k, v in outcome.metrics.items()
+        if k == "train_loss" or k.endswith(("/exact_match", "/loss"))
+    }
     print(json.dumps({"run_dir": str(outcome.run_dir), "model": str(outcome.model_dir), **shown}, indent=2))
     return 0
