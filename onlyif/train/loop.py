@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import resource
 import tempfile
 import time
@@ -51,9 +52,18 @@ def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def pin_accelerator(use_gpu: bool) -> None:
+    """CPU workers must use DeepSpeed's CPU accelerator. Ray leaves a node's GPUs visible to workers that hold none,
+    and DeepSpeed, left to detect, would pick CUDA and move the model to the GPU while batches stay on the CPU.
+    (Before the first ``import deepspeed`` of the process: the choice is made once, at import.)"""
+    if not use_gpu:
+        os.environ["DS_ACCELERATOR"] = "cpu"
+
+
 def _init_deepspeed(cfg: TrainConfig) -> Any:
     import importlib
 
+    pin_accelerator(cfg.scaling.use_gpu)
     import deepspeed
 
     if not cfg.scaling.use_gpu:
@@ -267,10 +277,12 @@ def train_loop(config: dict[str, Any]) -> None:
 
 
 def _allreduce(values: list[float], dist: Any, op: str = "sum") -> list[float]:
-    """Sum (or max) of a few host numbers over all workers."""
+    """Sum (or max) of a few host numbers over all workers (on the GPU under NCCL, which has no CPU tensors: Ray
+    Train starts GPU workers with an NCCL-only process group)."""
     import torch
 
-    t = torch.tensor(values, dtype=torch.float64)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return t.tolist()
 
