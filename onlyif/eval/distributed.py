@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from onlyif.errors import OnlyIfError
 from onlyif.eval.exact_match import eval_items, generate_records, load_eval_model, resolve_model_dir, summarize
 from onlyif.train.data import META_COLUMNS, SYNTHETIC_COLUMNS, TEXT_COLUMNS, dataset_kind, split_files
 
@@ -17,11 +18,11 @@ class ExactMatchActor:
     """A Ray Data callable class: rows in, one record per row out (``ok``, ``got``, ``expected``, breakdown keys,
     the response NLL and its token count)."""
 
-    def __init__(self, model_dir: str, batch_size: int, threads: int) -> None:
+    def __init__(self, model_dir: str, batch_size: int, threads: int, device: str = "cpu") -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.model, self.codec = load_eval_model(model_dir)
+        self.model, self.codec = load_eval_model(model_dir, device)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -51,8 +52,12 @@ def evaluate_distributed(
     actors: int = 2,
     cpus_per_actor: float = 1.0,
     failures: int = 20,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Exact match of a model directory on ``DATA/<split>`` with ``actors`` decoding actors (local or cluster Ray)."""
+    """Exact match of a model directory on ``DATA/<split>`` with ``actors`` decoding actors (local or cluster Ray).
+
+    ``device``: ``cuda`` decodes on the cluster's GPUs (the actors share them: each holds ``min(1, GPUs / actors)``),
+    ``auto`` does so when the cluster has any, ``cpu`` never."""
     import ray.data
 
     from onlyif.ray_utils import init_ray
@@ -69,6 +74,10 @@ def evaluate_distributed(
 
     # Leave one CPU for reading the parquet files, or the actors would hold every slot and the read never runs.
     cpus_per_actor = min(cpus_per_actor, max(0.1, (cluster_cpus() - 1) / actors))
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    if device == "cuda" and gpus == 0:
+        raise OnlyIfError("--device cuda: the Ray cluster has no GPU (use auto or cpu)")
+    gpus_per_actor = min(1.0, gpus / actors) if device != "cpu" and gpus > 0 else 0.0
     ds = ray.data.read_parquet(
         [str(f) for f in files],
         columns=[c for c in wanted + META_COLUMNS if c in present],
@@ -79,11 +88,17 @@ def evaluate_distributed(
         ds = ds.limit(max_examples)
     ds = ds.map_batches(
         ExactMatchActor,
-        fn_constructor_args=(str(model_dir), batch_size, max(1, int(cpus_per_actor))),
+        fn_constructor_args=(
+            str(model_dir),
+            batch_size,
+            max(1, int(cpus_per_actor)),
+            "cuda" if gpus_per_actor else "cpu",
+        ),
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus_per_actor,
+        num_gpus=gpus_per_actor,
     )
     records = ds.take_all()
     tokens = sum(int(r.pop("tokens")) for r in records)

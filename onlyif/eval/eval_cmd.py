@@ -26,13 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="decode with N Ray Data actors (map_batches) instead of in this process (default 0: in process)",
     )
+    em.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="decode on this device (default auto: a GPU when one is visible; with --actors, one the cluster has)",
+    )
     em.add_argument("--failures", type=int, default=20, metavar="N", help="failures kept per split (default 20)")
     em.add_argument("--out", metavar="DIR", help="write <split>.json and <split>_failures.jsonl here")
 
 
 def run(args: argparse.Namespace) -> int:
     from onlyif.eval.distributed import evaluate_distributed
-    from onlyif.eval.exact_match import evaluate_exact_match, load_eval_model
+    from onlyif.eval.exact_match import evaluate_exact_match, load_eval_model, resolve_device
     from onlyif.io import write_json_atomic, write_text_atomic
 
     for name in ("max_examples", "batch_size", "failures"):
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             raise OnlyIfError(f"--{name.replace('_', '-')}: must be positive (got {value})")
     splits = args.split or ["test_unseen"]
     results = []
-    loaded = None if args.actors else load_eval_model(args.model)
+    loaded = None if args.actors else load_eval_model(args.model, resolve_device(args.device))
     for split in splits:
         if args.actors:
             res = evaluate_distributed(
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 actors=args.actors,
                 failures=args.failures,
+                device=args.device,
             )
         else:
             model, codec = loaded

@@ -137,6 +137,19 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a CUDA device is visible, else ``cpu``; ``cuda`` without one is an error."""
+    import torch
+
+    if device == "cpu":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise OnlyIfError("--device cuda: no CUDA device is visible (use auto or cpu)")
+    return "cpu"
+
+
 def load_eval_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Codec]:
     """The model and codec of an HF or run directory, ready for decoding."""
     import torch
