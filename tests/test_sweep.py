@@ -87,7 +87,7 @@ def test_grid_axes_cross_with_instructions_and_validate_each_point():
     [
         ({"budget": [10], "examples_per_instruction": [2]}, "examples_per_instruction"),
         ({"instructions": [0]}, "instructions"),
-        ({"axes": {"noop_share": [0.1]}}, "must start with 'task.' or 'train.'"),
+        ({"axes": {"noop_share": [0.1]}}, "must start with 'task.', 'train.' or 'mixture.'"),
         ({"axes": {"task.instructions": [1]}}, "first-class grid field"),
     ],
 )

@@ -220,9 +220,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> dict:
     """Build the mixture described by ``cfg`` into ``out`` and return its manifest.
 
-    ``out`` gets ``train/part-XXXXX.parquet`` (columns of :func:`output_schema`), ``manifest.json``,
-    ``config.yaml``, ``quarantine.jsonl``, ``decontaminated.jsonl``, ``duplicates.jsonl`` and optionally
-    ``train.jsonl``. Same config and seed ⇒ byte-identical data files. Nothing is left behind on failure.
+    ``out`` gets ``SPLIT/part-XXXXX.parquet`` (``SPLIT`` = ``output_split``, default ``train``; columns of
+    :func:`output_schema`), ``manifest.json``, ``config.yaml``, ``quarantine.jsonl``, ``decontaminated.jsonl``,
+    ``duplicates.jsonl`` and optionally ``SPLIT.jsonl``. Same config and seed ⇒ byte-identical data files. Nothing is left behind on failure.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -345,15 +345,17 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
 
     lap("diversity_s")
     with atomic_dir(out, overwrite) as tmp:
-        (tmp / "train").mkdir()
+        (tmp / cfg.output_split).mkdir()
         files = []
         for k, start in enumerate(range(0, max(table.num_rows, 1), cfg.rows_per_file)):
             part = table.slice(start, cfg.rows_per_file)
-            path = tmp / "train" / f"part-{k:05d}.parquet"
+            path = tmp / cfg.output_split / f"part-{k:05d}.parquet"
             pq.write_table(part, path)
-            files.append({"path": f"train/{path.name}", "rows": part.num_rows, "sha256": sha256_file(path)})
+            files.append(
+                {"path": f"{cfg.output_split}/{path.name}", "rows": part.num_rows, "sha256": sha256_file(path)}
+            )
         if cfg.write_jsonl:
-            _write_jsonl(tmp / "train.jsonl", table.to_pylist())
+            _write_jsonl(tmp / f"{cfg.output_split}.jsonl", table.to_pylist())
         _write_jsonl(tmp / "quarantine.jsonl", quarantine)
         _write_jsonl(tmp / "decontaminated.jsonl", contaminated)
         _write_jsonl(tmp / "duplicates.jsonl", dup_rows)

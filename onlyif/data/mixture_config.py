@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -181,7 +184,10 @@ class MixtureConfig(Config):
     rows_per_file: int = Field(50_000, ge=1)
     """Rows per output parquet file."""
     write_jsonl: bool = False
-    """Also write OUT/train.jsonl."""
+    """Also write OUT/<output_split>.jsonl."""
+    output_split: str = Field("train", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+    """Split folder the rows are written to: ``train`` for training data; e.g. ``test_code`` for a held-out set
+    that ``onlyif train --eval-data`` or a sweep's ``eval_data`` evaluates on."""
 
     @model_validator(mode="after")
     def _check(self) -> MixtureConfig:
@@ -219,3 +225,25 @@ class MixtureConfig(Config):
         """sha256 of the canonical JSON of the config: the cache key of the mixture it builds."""
         payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def absolute_paths(mixture: dict[str, Any], base: str | os.PathLike) -> dict[str, Any]:
+    """A copy of a mixture config dict whose relative file paths (sources, eval sets, a local embedding model)
+    are made absolute against ``base``, so the config means the same from any working directory (Tune trials
+    run in their own folders)."""
+
+    def fix(p: Any) -> Any:
+        return os.path.join(base, p) if isinstance(p, str) and not os.path.isabs(p) else p
+
+    out = copy.deepcopy(mixture)
+    for src in out.get("sources") or []:
+        if isinstance(src, dict) and src.get("path") is not None:
+            src["path"] = [fix(p) for p in src["path"]] if isinstance(src["path"], list) else fix(src["path"])
+    for es in (out.get("decontam") or {}).get("eval_sets") or []:
+        if isinstance(es, dict) and es.get("path") is not None:
+            es["path"] = fix(es["path"])
+    embed = out.get("embed") or {}
+    model = embed.get("model")
+    if isinstance(model, str) and model not in ("minilm", "hashing") and (Path(base) / model).exists():
+        embed["model"] = fix(model)
+    return out

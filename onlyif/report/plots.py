@@ -110,3 +110,23 @@ def plot_vs_factor(summary: pd.DataFrame, factor: str, metrics: list[str], path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="best")
     return _save(fig, path)
+
+
+def plot_comparison(summary: pd.DataFrame, metric: str, factors: list[str], x: str | None, path: Path) -> Path:
+    """``metric`` per grid point (mean ± std over seeds): a line over the numeric factor ``x`` when it alone tells
+    the points apart, else one bar per point."""
+    mean, std = summary[f"{metric}:mean"], summary[f"{metric}:std"].fillna(0.0)
+    if x is not None and summary[x].nunique() == len(summary):
+        order = summary[x].argsort().to_numpy()
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        ax.errorbar(summary[x].to_numpy()[order], mean.to_numpy()[order], yerr=std.to_numpy()[order], marker="o",
+                    capsize=3)  # fmt: skip
+        ax.set_xlabel(x)
+    else:
+        names = [", ".join(f"{c.split('.')[-1]}={row[c]}" for c in factors) or "all" for _, row in summary.iterrows()]
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(names) + 2), 4.2))
+        ax.bar(range(len(names)), mean.to_numpy(), yerr=std.to_numpy(), capsize=3, color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

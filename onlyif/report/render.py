@@ -10,14 +10,15 @@ import pandas as pd
 
 from onlyif.io import write_json_atomic, write_text_atomic
 from onlyif.report.analysis import METRIC_NAMES, build_curves, factor_columns, fmt_bound, metric_columns, summarize
-from onlyif.report.plots import plot_heatmap, plot_vs_factor, plot_vs_instructions
+from onlyif.report.compare import compare, comparison_metrics, lower_is_better, numeric_factor, varying
+from onlyif.report.plots import plot_comparison, plot_heatmap, plot_vs_factor, plot_vs_instructions
 from onlyif.sweep.config import ReportConfig
 
 
 def _fmt(mean: float, std: float, seeds: int) -> str:
     if pd.isna(mean):
         return "–"
-    return f"{mean:.3f}" if seeds < 2 or pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.4g}" if seeds < 2 or pd.isna(std) else f"{mean:.4g} ± {std:.2g}"
 
 
 def _value(v: Any) -> str:
@@ -25,13 +26,77 @@ def _value(v: Any) -> str:
 
 
 def _table(summary: pd.DataFrame, metrics: list[str], labels: list[str]) -> str:
-    head = [*(c.split(".")[-1] for c in labels), "seeds", *(METRIC_NAMES[m] for m in metrics)]
+    names = [f"share {c[6:]}" if c.startswith("share.") else c.split(".")[-1] for c in labels]
+    head = [*names, "seeds", *(METRIC_NAMES.get(m, m) for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in summary.iterrows():
         cells = [_value(row[c]) for c in labels] + [_value(row["seeds"])]
         cells += [_fmt(row[f"{m}:mean"], row[f"{m}:std"], row["seeds"]) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _head(title: str, source: str, n: int, conclusion: list[str]) -> list[str]:
+    return [
+        f"# {title}",
+        "",
+        f"Source: {source}. Trials: {n}.",
+        "",
+        "## Conclusion",
+        "",
+        *(f"- {c}" for c in conclusion),
+    ]
+
+
+def _tail(plots: list[Path], skipped: list[dict[str, Any]] | None) -> list[str]:
+    md = []
+    if plots:
+        md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    if skipped:
+        md += ["## Skipped grid points", ""] + [f"- `{s['id']}`: {s['reason']}" for s in skipped] + [""]
+    return md
+
+
+def conclusion_lines(report: dict[str, Any]) -> list[str]:
+    """The computed conclusions of a ``report.json`` dict (per curve, or of a comparison), in order."""
+    return [line for c in report["curves"] for line in c["conclusion"]] + report.get("conclusion", [])
+
+
+def _write_comparison(
+    trials: pd.DataFrame, cfg: ReportConfig, out: Path, *, title: str, source: str, skipped: list | None
+) -> dict[str, Any]:
+    """The report of a sweep without an instruction axis: points ranked by the metric, table and plot."""
+    metrics = comparison_metrics(trials)
+    metric = cfg.metric
+    if "metric" not in cfg.model_fields_set and metric not in metrics:  # the synthetic default does not apply
+        metric = next((m for m in metrics if m.endswith("/loss")), metrics[0] if metrics else None)
+    if metric not in metrics:
+        raise ValueError(f"report.metric: {metric!r} is not among the trial metrics {metrics}")
+    summary = summarize(trials, metrics)
+    factors = varying(trials)
+    result = compare(summary, metric, factors)
+    made = [plot_comparison(summary, metric, factors, numeric_factor(summary, factors), out / "plots" / "points.png")]
+    direction = "lower is better" if lower_is_better(metric) else "higher is better"
+    md = _head(title, source, len(trials), result.conclusion)
+    md += ["", f"## Results by grid point (mean ± std over seeds; `{metric}`: {direction})", ""]
+    md += [_table(summary, metrics, factors), ""] + _tail(made, skipped)
+    trials.to_csv(out / "trials.csv", index=False)
+    write_text_atomic(out / "report.md", "\n".join(md))
+    report = {
+        "title": title,
+        "source": source,
+        "trials": len(trials),
+        "metric": metric,
+        "mode": "comparison",
+        "shown": None,
+        "curves": [],
+        "points": result.points,
+        "conclusion": result.conclusion,
+        "plots": [str(p.relative_to(out)) for p in made],
+        "skipped": skipped or [],
+    }
+    write_json_atomic(out / "report.json", report)
+    return report
 
 
 def write_report(
@@ -57,6 +122,8 @@ def write_report(
     plots.mkdir(parents=True, exist_ok=True)
     if trials.empty:
         raise ValueError("no finished trials to report on")
+    if "instructions" not in trials.columns:
+        return _write_comparison(trials, cfg, out, title=title, source=source, skipped=skipped)
     metrics = metric_columns(trials)
     curves = build_curves(trials, cfg)
     summary = summarize(trials, metrics)
@@ -73,8 +140,7 @@ def write_report(
     ]
     made = [p for p in made if p is not None]
 
-    md = [f"# {title}", "", f"Source: {source}. Trials: {len(trials)}.", "", "## Conclusion", ""]
-    md += [f"- {s}" for c in curves for s in c.conclusion]
+    md = _head(title, source, len(trials), [s for c in curves for s in c.conclusion])
     md += ["", "## Results (mean ± std over seeds)", "", _table(summary, metrics, labels), ""]
     if any(c.fit is not None for c in curves):
         md += ["## Emergence threshold", ""]
@@ -95,10 +161,7 @@ def write_report(
             top = f"{f.top:.2f}" if f.top is not None else "–"
             md.append(f"| {where} | {thr} | {iv} | {width} | {top} | {f.method} ({f.resamples} resamples) |")
         md.append("")
-    if made:
-        md += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in made] + [""]
-    if skipped:
-        md += ["## Skipped grid points", ""] + [f"- `{s['id']}`: {s['reason']}" for s in skipped] + [""]
+    md += _tail(made, skipped)
     trials.to_csv(out / "trials.csv", index=False)
     write_text_atomic(out / "report.md", "\n".join(md))
     result = {

@@ -61,8 +61,9 @@ def make_report(
 def run(args: argparse.Namespace) -> int:
     result = make_report(args.exp_dir, source=args.source, out=args.out, log_to_mlflow=not args.no_mlflow)
     out = Path(args.out) if args.out else Path(args.exp_dir) / REPORT_DIR
-    for curve in result["curves"]:
-        for line in curve["conclusion"]:
-            print(line)
+    from onlyif.report.render import conclusion_lines
+
+    for line in conclusion_lines(result):
+        print(line)
     print(f"report: {out / 'report.md'}")
     return 0

@@ -15,6 +15,8 @@ from onlyif.sweep.grid import family_label
 def _row(labels: dict[str, Any], metrics: dict[str, Any], trial_id: str, point_id: str) -> dict[str, Any]:
     row: dict[str, Any] = {"trial_id": trial_id, "point_id": point_id}
     for key, value in labels.items():
+        if key in ("mixture.fractions", "mixture.counts"):
+            continue  # the share.<source> labels carry the same numbers, one column each
         if key == "task.families":
             value = family_label(value)
         elif key == "task.frequency_alpha" and value is None:

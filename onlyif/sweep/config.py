@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -29,7 +30,10 @@ class GridConfig(Config):
     """Each point is repeated once per seed (sets ``task.seed`` and ``train.seed``)."""
     axes: dict[str, list[Any]] = Field(default_factory=dict)
     """Any other field, by dotted key under ``task.`` or ``train.`` (e.g. ``task.noop_share: [0.1, 0.5]``,
-    ``task.frequency_alpha: [null, 0.5]``, ``task.families: [[...], [...]]``, ``train.lr: [1e-3]``)."""
+    ``task.frequency_alpha: [null, 0.5]``, ``task.families: [[...], [...]]``, ``train.lr: [1e-3]``), or under
+    ``mixture.`` in a mixture sweep: ``mixture.fractions: [{code: 0.8, general: 0.2}, ...]`` (shares by source
+    name, at fixed budget), ``mixture.counts: [{...}]``, ``mixture.sources.NAME.FIELD`` (e.g. ``selection``) or any
+    other mixture field (``mixture.dedup.near: [true, false]``)."""
 
     @model_validator(mode="after")
     def _check(self) -> GridConfig:
@@ -41,12 +45,18 @@ class GridConfig(Config):
                 raise ValueError(f"{name}: values must be >= 1 (got {values})")
         for key, values in self.axes.items():
             head = key.split(".", 1)[0]
-            if head not in ("task", "train") or "." not in key:
-                raise ValueError(f"axes: key {key!r} must start with 'task.' or 'train.'")
+            if head not in ("task", "train", "mixture") or "." not in key:
+                raise ValueError(f"axes: key {key!r} must start with 'task.', 'train.' or 'mixture.'")
             if not values:
                 raise ValueError(f"axes: {key} has no values")
             if key in ("task.instructions", "task.budget", "task.examples_per_instruction", "task.seed"):
                 raise ValueError(f"axes: {key} is a first-class grid field; use grid.{key.split('.')[1]} or seeds")
+            if key in ("mixture.budget", "mixture.seed"):
+                raise ValueError(f"axes: {key} is a first-class grid field; use grid.budget or seeds")
+            if key in ("mixture.fractions", "mixture.counts"):
+                for v in values:
+                    if not isinstance(v, dict) or not v or not all(isinstance(x, int | float) for x in v.values()):
+                        raise ValueError(f"axes: each {key} value maps source names to numbers (got {v!r})")
         return self
 
 
@@ -85,7 +95,8 @@ class ReportConfig(Config):
     """The analysis written at the end of the sweep (and by ``onlyif report``)."""
 
     metric: str = DEFAULT_METRIC
-    """The metric whose emergence is fitted (unseen-rule exact match on applied, non-no-op, examples)."""
+    """The metric whose emergence is fitted: unseen-rule exact match on applied (non-no-op) examples. A mixture
+    sweep ranks its points by it instead; there it defaults to the first eval split's loss (``<split>/loss``)."""
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     """Accuracy level whose crossing in I defines the emergence threshold."""
     bootstrap: int = Field(1000, ge=10)
@@ -109,6 +120,55 @@ class SweepConfig(Config):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    mixture: dict[str, Any] | None = None
+    """A base real-data mixture (see ``onlyif mix``). When set, the sweep trains on mixtures instead of the
+    synthetic task: each trial builds its point's mixture (cached by config hash in ``data_cache``), ``task`` must
+    be empty, ``grid.budget`` sets ``mixture.budget`` and seeds set ``mixture.seed``."""
+    eval_data: list[str] = Field(default_factory=list)
+    """Dataset folders holding the eval splits named in ``train.eval.splits`` (e.g. held-out sets written by
+    ``onlyif mix`` with ``output_split: test_code``); searched before each trial's own data."""
     data_cache: str | None = None
     """Folder of generated datasets keyed by config hash (default: ``EXP_DIR/data``); must be shared by all
     nodes on a cluster."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepConfig:
+        mixture_axes = [k for k in self.grid.axes if k.startswith("mixture.")]
+        if self.mixture is None:
+            if mixture_axes:
+                raise ValueError(f"grid.axes: {mixture_axes[0]} needs a base mixture (the sweep's mixture: key)")
+            return self
+        if self.task:
+            raise ValueError("task: a mixture sweep trains on the mixture; leave task empty")
+        for name in ("instructions", "examples_per_instruction"):
+            if getattr(self.grid, name) is not None:
+                raise ValueError(f"grid.{name}: a synthetic-task axis; a mixture sweep varies budget, seeds and axes")
+        task_axes = [k for k in self.grid.axes if k.startswith("task.")]
+        if task_axes:
+            raise ValueError(f"grid.axes: {task_axes[0]} is a synthetic-task field; a mixture sweep has no task")
+        if "metric" not in self.report.model_fields_set:
+            splits = (self.train.get("eval") or {}).get("splits") or ["test_seen"]
+            self.report.metric = f"{splits[0]}/loss"
+        return self
+
+    def with_absolute_paths(self, base: str | os.PathLike) -> SweepConfig:
+        """A copy whose relative paths (mixture files, ``eval_data``, ``data_cache``, ``train.model.pretrained``)
+        are absolute against ``base``: trials run in their own working directories, and a resumed sweep reads
+        the saved config from anywhere."""
+        from onlyif.data.mixture_config import absolute_paths
+
+        def fix(p: Any) -> Any:
+            return os.path.join(base, p) if isinstance(p, str) and not os.path.isabs(p) else p
+
+        data = self.to_dict()
+        model = data["train"].get("model")
+        if isinstance(model, dict) and model.get("pretrained"):
+            model["pretrained"] = fix(model["pretrained"])
+        if data["mixture"] is not None:
+            data["mixture"] = absolute_paths(data["mixture"], base)
+        data["eval_data"] = [fix(p) for p in data["eval_data"]]
+        data["data_cache"] = fix(data["data_cache"])
+        for key, values in data["grid"]["axes"].items():
+            if key.endswith((".path", "model.pretrained")):
+                data["grid"]["axes"][key] = [[fix(x) for x in v] if isinstance(v, list) else fix(v) for v in values]
+        return SweepConfig.model_validate(data)

@@ -1,4 +1,5 @@
-"""Per-trial datasets, cached by task-config hash so repeated points and resumed sweeps reuse them."""
+"""Per-trial datasets (synthetic or real-data mixtures), cached by config hash so repeated points and resumed
+sweeps reuse them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from onlyif.data.mixture_config import MixtureConfig
 from onlyif.tasks.config import TaskConfig
 
 
@@ -30,3 +32,13 @@ def ensure_dataset(cfg: TaskConfig, cache: str | Path, progress: bool = False) -
             return out, json.loads(manifest_file.read_text())
         manifest = generate_dataset(cfg, out, overwrite=True, progress=progress)
     return out, manifest
+
+
+def ensure_mixture(cfg: MixtureConfig, cache: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The mixture of ``cfg`` under ``cache/<hash>``, built once (under a file lock, like :func:`ensure_dataset`)."""
+    from onlyif.data.mixture import cached_mixture
+
+    root = Path(cache)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{cfg.config_hash()[:16]}.lock")):
+        return cached_mixture(cfg, root, progress=False)

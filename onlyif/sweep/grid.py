@@ -27,9 +27,12 @@ class Point:
     train: dict[str, Any]
     skip_reason: str | None = field(default=None, compare=False)
     """Why this point cannot run (an invalid combination); ``None`` for a valid point."""
+    mixture: dict[str, Any] | None = None
+    """The point's real-data mixture config (mixture sweeps; ``task`` is then empty)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "labels": self.labels, "task": self.task, "train": self.train}
+        out = {"id": self.id, "labels": self.labels, "task": self.task, "train": self.train}
+        return out | ({"mixture": self.mixture} if self.mixture is not None else {})
 
 
 def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
@@ -44,6 +47,8 @@ _SHORT = {"instructions": "I", "budget": "B", "examples_per_instruction": "S", "
 
 def _label_text(key: str, value: Any) -> str:
     name = _SHORT.get(key, key.split(".", 1)[-1])
+    if isinstance(value, dict) and all(isinstance(v, int | float) for v in value.values()):
+        return f"{name}=" + "/".join(f"{k}:{v:g}" for k, v in value.items())
     if isinstance(value, list | dict):
         value = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:6]
     return f"{name}={value}"
@@ -62,6 +67,45 @@ def family_label(families: list[dict[str, Any]] | None) -> str:
     return " + ".join(parts)
 
 
+def _mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
+    """The mixture dict of one grid point: budget, seed and ``mixture.*`` axes set on a copy of ``base``."""
+    mixture = copy.deepcopy(base)
+    sources = {s.get("name"): s for s in mixture.get("sources") or [] if isinstance(s, dict)}
+
+    def source(name: str, key: str) -> dict[str, Any]:
+        if name not in sources:
+            raise ConfigError(f"grid.axes: {key} names source {name!r}, not in the mixture ({sorted(sources)})")
+        return sources[name]
+
+    for key, value in labels.items():
+        if key in ("budget", "seed"):
+            mixture[key] = value
+        elif key in ("mixture.fractions", "mixture.counts"):
+            field_name, other = ("fraction", "count") if key == "mixture.fractions" else ("count", "fraction")
+            for name, amount in value.items():
+                src = source(name, key)
+                src[field_name] = amount
+                src.pop(other, None)
+        elif key.startswith("mixture.sources."):
+            name, _, rest = key.removeprefix("mixture.sources.").partition(".")
+            if not rest:
+                raise ConfigError(f"grid.axes: {key} must name a field, e.g. mixture.sources.{name}.selection")
+            _set(source(name, key), rest, value)
+        elif key.startswith("mixture."):
+            _set(mixture, key.removeprefix("mixture."), value)
+    return mixture
+
+
+def _source_shares(mixture: dict[str, Any]) -> dict[str, float]:
+    """``share.<source>``: each source's share of the rows requested (a numeric label for plots and tables)."""
+    from onlyif.data.mixture_config import MixtureConfig
+
+    cfg = MixtureConfig.model_validate(mixture)
+    requested = cfg.requested()
+    total = sum(requested) or 1
+    return {f"share.{s.name}": round(n / total, 6) for s, n in zip(cfg.sources, requested, strict=True)}
+
+
 def expand_grid(cfg: SweepConfig) -> list[Point]:
     """All points of the sweep, in a stable order; invalid combinations carry ``skip_reason``.
 
@@ -71,6 +115,8 @@ def expand_grid(cfg: SweepConfig) -> list[Point]:
     from onlyif.tasks.config import TaskConfig
     from onlyif.train.config import TrainConfig
 
+    if cfg.mixture is not None:
+        return _expand_mixture_grid(cfg)
     g = cfg.grid
     first: list[tuple[str, list[Any]]] = []
     for name in ("instructions", "budget", "examples_per_instruction"):
@@ -123,4 +169,41 @@ def expand_grid(cfg: SweepConfig) -> list[Point]:
             full.setdefault("instructions", task["instructions"])
             full.setdefault("examples_per_instruction", full["budget"] // task["instructions"])
         points.append(Point(id=pid, labels=full, task=task, train=train, skip_reason=reason))
+    return points
+
+
+def _expand_mixture_grid(cfg: SweepConfig) -> list[Point]:
+    """Points of a mixture sweep: budget × ``axes`` × seeds, each with its validated mixture and train config."""
+    from onlyif.data.mixture_config import MixtureConfig
+    from onlyif.train.config import TrainConfig
+
+    g = cfg.grid
+    axes = [*([("budget", g.budget)] if g.budget is not None else []), *g.axes.items(), ("seed", g.seeds)]
+    keys = [k for k, _ in axes]
+    points: list[Point] = []
+    seen_ids: set[str] = set()
+    for combo in itertools.product(*(v for _, v in axes)):
+        labels = dict(zip(keys, combo, strict=True))
+        train = copy.deepcopy(cfg.train)
+        for key, value in labels.items():
+            if key == "seed":
+                train["seed"] = value
+            elif key.startswith("train."):
+                _set(train, key.removeprefix("train."), value)
+        mixture = _mixture_point(cfg.mixture or {}, labels)
+        pid = ",".join(_label_text(k, v) for k, v in labels.items())
+        if pid in seen_ids:
+            raise ConfigError(f"grid: two points share the id {pid!r} (duplicate values in a grid list?)")
+        seen_ids.add(pid)
+        reason = None
+        full = dict(labels)
+        try:
+            mixture = validate_config(MixtureConfig, mixture, source="mixture").to_dict()
+            train = validate_config(TrainConfig, train, source="train").to_dict()
+        except ConfigError as exc:
+            reason = str(exc)
+        else:
+            full.setdefault("budget", mixture["budget"])
+            full |= _source_shares(mixture)
+        points.append(Point(id=pid, labels=full, task={}, train=train, skip_reason=reason, mixture=mixture))
     return points

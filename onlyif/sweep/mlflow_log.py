@@ -41,13 +41,16 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in numeric(result).items() if k not in _TUNE_KEYS and not k.startswith("config/")}
 
 
-def ensure_experiment(uri: str, name: str) -> str:
-    """The id of experiment ``name`` (created when missing)."""
+def ensure_experiment(uri: str, name: str, artifacts: Path | None = None) -> str:
+    """The id of experiment ``name`` (created when missing, storing artifacts under ``artifacts`` if given,
+    instead of MLflow's default ``./mlruns`` in whatever the working directory is)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp is not None else client.create_experiment(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifacts.resolve().as_uri() if artifacts else None)
 
 
 def start_parent_run(uri: str, experiment_id: str, name: str, params: dict[str, Any]) -> str:
@@ -128,9 +131,8 @@ class MlflowTrialLogger(Callback):
                 },
             )
             run_id = run.info.run_id
-            params = flatten_params({"task": point["task"], "train": point["train"]}) | flatten_params(
-                point["labels"], "grid."
-            )
+            data = {"mixture": point["mixture"]} if point.get("mixture") is not None else {"task": point["task"]}
+            params = flatten_params(data | {"train": point["train"]}) | flatten_params(point["labels"], "grid.")
             _log_params(self.client, run_id, params, Param)
         self._runs[trial.trial_id] = run_id
 

@@ -4,8 +4,10 @@ Experiment folder::
 
     EXP_DIR/sweep.yaml    the resolved SweepConfig           EXP_DIR/grid.json    points run and points skipped
     EXP_DIR/state.json    MLflow ids and the Tune path        EXP_DIR/mlflow.db    default MLflow store
+    EXP_DIR/mlartifacts/  MLflow artifacts (local stores)
     EXP_DIR/tune/NAME/    Tune experiment (restore point)     EXP_DIR/trials/ID/   each trial's training run
-    EXP_DIR/data/HASH/    generated datasets (cache)          EXP_DIR/report/      report.md, plots/, report.json
+    EXP_DIR/data/HASH/    generated datasets or built mixtures (cache)
+    EXP_DIR/report/       report.md, plots/, report.json
 """
 
 from __future__ import annotations
@@ -132,7 +134,10 @@ def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) 
         },
     )
     uri = tracking_uri(cfg.mlflow.tracking_uri, exp_dir)
-    experiment_id = ensure_experiment(uri, cfg.mlflow.experiment or cfg.name)
+    local = uri.startswith("sqlite:///")  # a local store: keep its artifacts beside it, in the experiment folder
+    experiment_id = ensure_experiment(
+        uri, cfg.mlflow.experiment or cfg.name, exp_dir / "mlartifacts" if local else None
+    )
     parent = start_parent_run(uri, experiment_id, cfg.name, cfg.to_dict())
     from mlflow import MlflowClient
 
@@ -191,6 +196,7 @@ def run_sweep(
     else:
         if cfg is None:
             raise OnlyIfError("a sweep config is required (--config FILE)")
+        cfg = cfg.with_absolute_paths(os.getcwd())
         points = expand_grid(cfg)
         if not any(p.skip_reason is None for p in points):
             raise OnlyIfError(
@@ -217,6 +223,7 @@ def run_sweep(
                 "point": tune.grid_search([p.to_dict() for p in valid]),
                 "data_cache": str(Path(cfg.data_cache).resolve() if cfg.data_cache else exp / "data"),
                 "runs_dir": str(exp / "trials"),
+                "eval_data": cfg.eval_data,
             },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=cfg.tune.max_concurrent_trials,

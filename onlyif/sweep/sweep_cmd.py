@@ -26,9 +26,10 @@ def check_resume_args(args: argparse.Namespace) -> None:
 
 def print_conclusions(report: dict) -> None:
     """The report's computed conclusions, one line each."""
-    for curve in report["curves"]:
-        for line in curve["conclusion"]:
-            print(line)
+    from onlyif.report.render import conclusion_lines
+
+    for line in conclusion_lines(report):
+        print(line)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,15 +20,13 @@ FINAL_KEY = "final"
 """Set to 1 in a trial's last result: the trial trained and evaluated to the end."""
 
 
-def _applied_counts(data_dir: Path, splits: list[str], limit: int | None) -> dict[str, float]:
+def _applied_counts(roots: dict[str, Path], limit: int | None) -> dict[str, float]:
     """How many evaluated examples per split are applied / no-op (for intervals on ``*_applied`` accuracy)."""
     from onlyif.train.data import read_rows
 
     out = {}
-    for split in splits:
-        if not (data_dir / split).is_dir():
-            continue
-        noop = read_rows(data_dir, split, limit).get("noop")
+    for split, root in roots.items():
+        noop = read_rows(root, split, limit).get("noop")
         if noop is not None:
             out[f"{split}/exact_match_applied_n"] = float(sum(not x for x in noop))
             out[f"{split}/exact_match_noop_n"] = float(sum(bool(x) for x in noop))
@@ -36,35 +34,59 @@ def _applied_counts(data_dir: Path, splits: list[str], limit: int | None) -> dic
     return out
 
 
+def _dataset(point: dict[str, Any], cache: str) -> tuple[Path, dict[str, Any], dict[str, float]]:
+    """The point's training data (generated task or built mixture, cached), its manifest and data metrics."""
+    from onlyif.config import validate_config
+    from onlyif.sweep.datasets import ensure_dataset, ensure_mixture
+
+    if point.get("mixture") is None:
+        from onlyif.tasks.config import TaskConfig
+
+        task = validate_config(TaskConfig, point["task"], source=f"point {point['id']}: task")
+        data_dir, manifest = ensure_dataset(task, cache)
+        return data_dir, manifest, {}
+    from onlyif.data.mixture_config import MixtureConfig
+    from onlyif.mixing.metrics import flat_metrics
+
+    mixture = validate_config(MixtureConfig, point["mixture"], source=f"point {point['id']}: mixture")
+    data_dir, manifest = ensure_mixture(mixture, cache)
+    totals = {f"mixture.{k}": float(v) for k, v in manifest["totals"].items()}
+    diversity = flat_metrics(manifest["diversity"]) if manifest.get("diversity") else {}
+    return data_dir, manifest, {"mixture.rows": float(manifest["rows"]), **totals, **diversity}
+
+
 def run_trial(config: dict[str, Any]) -> None:
-    """Tune trainable. ``config``: ``point`` (a grid point dict), ``data_cache`` and ``runs_dir`` (folders)."""
+    """Tune trainable. ``config``: ``point`` (a grid point dict), ``data_cache`` and ``runs_dir`` (folders),
+    ``eval_data`` (extra folders of eval splits)."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from onlyif.config import validate_config
-    from onlyif.sweep.datasets import ensure_dataset
-    from onlyif.tasks.config import TaskConfig
-    from onlyif.train.api import RAY_RUN_NAME, run_training
+    from onlyif.train.api import RAY_RUN_NAME, eval_split_dirs, run_training
     from onlyif.train.config import TrainConfig
 
     point = config["point"]
-    task = validate_config(TaskConfig, point["task"], source=f"point {point['id']}: task")
     train = validate_config(TrainConfig, {**point["train"], "mlflow": False}, source=f"point {point['id']}: train")
+    eval_data = [Path(p) for p in config.get("eval_data", [])]
 
     t0 = time.perf_counter()
-    data_dir, manifest = ensure_dataset(task, config["data_cache"])
+    data_dir, manifest, data_metrics = _dataset(point, config["data_cache"])
     data_seconds = time.perf_counter() - t0
 
     run_dir = Path(config["runs_dir"]) / ray.tune.get_context().get_trial_id()
     resume = (run_dir / RAY_RUN_NAME).is_dir()
     if run_dir.exists() and not resume:  # an attempt that died before Ray Train started: start clean
         shutil.rmtree(run_dir)
-    outcome = run_training(train, data_dir, run_dir, resume=resume, callbacks=[TuneReportCallback()])
+    outcome = run_training(
+        train, data_dir, run_dir, resume=resume, callbacks=[TuneReportCallback()], eval_data=eval_data
+    )
     last_epoch = max((int(h.get("epoch", 0)) for h in outcome.history), default=train.epochs)
+    evaluated = sorted(outcome_splits(outcome.metrics))
     ray.tune.report(
         {
             **outcome.metrics,
-            **_applied_counts(data_dir, list(outcome_splits(outcome.metrics)), train.eval.max_examples),
+            **data_metrics,
+            **_applied_counts(eval_split_dirs(evaluated, data_dir, eval_data), train.eval.max_examples),
             "epoch": last_epoch,
             "train_seconds": outcome.train_seconds,
             "data_seconds": data_seconds,
