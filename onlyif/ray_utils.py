@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from onlyif.errors import OnlyIfError
+
 
 def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
     """Connect to ``RAY_ADDRESS`` if set, else start a quiet local Ray (no dashboard, no driver log spam).
@@ -16,10 +18,17 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
 
     if not ray.is_initialized():
         kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        address = os.environ.get("RAY_ADDRESS")
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            where = f"connect to the Ray cluster at RAY_ADDRESS={address}" if address else "start a local Ray"
+            hint = "is the head running?" if address else "check free memory and /tmp space, or retry when less loaded"
+            raise OnlyIfError(f"could not {where} ({first}); {hint}") from None
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.enable_operator_progress_bars = progress
