@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from onlyif import __version__
@@ -63,6 +64,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Quiet by default: MLflow's INFO lines (database set-up, run links) only when asked for.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(selected if selected in COMMANDS else None)

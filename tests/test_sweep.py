@@ -169,6 +169,28 @@ def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
     assert [c["means"] for c in again["curves"]] == [c["means"] for c in report["curves"]]
 
 
+def test_asha_stops_a_worse_trial_early(ray_cluster, tmp_path):
+    from onlyif.sweep.run import run_sweep
+
+    data = json.loads(json.dumps(TINY)) | {
+        "name": "asha",
+        "grid": {"instructions": [4], "budget": [48], "axes": {"train.optim.lr": [0.01, 1.0e-7]}},
+        "tune": {"scheduler": {"metric": "train_loss", "mode": "min", "grace_period": 1, "reduction_factor": 2}},
+    }
+    data["train"] |= {"epochs": 4, "eval": {"max_examples": 16, "every_epochs": 0}}
+    exp = tmp_path / "exp"
+    out = run_sweep(validate_config(SweepConfig, data), exp, echo=lambda *_: None)
+    # Trials run one at a time: the second (lr 1e-7) is worse than the first at the first rung and is stopped.
+    assert (out.finished, out.stopped, out.errored, out.total) == (1, 1, 0, 2)
+    _, runs = _child_runs(exp)
+    by_lr = {r.data.params["train.optim.lr"]: r for r in runs}
+    assert by_lr["0.01"].info.status == "FINISHED" and "test_unseen/exact_match_applied" in by_lr["0.01"].data.metrics
+    stopped = by_lr["1e-07"]
+    assert stopped.info.status == "KILLED" and stopped.data.tags["onlyif.stopped_early"] == "true"
+    assert "test_unseen/exact_match_applied" not in stopped.data.metrics
+    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 1
+
+
 def _tune_finished(exp: Path) -> int:
     done = 0
     for f in (exp / "tune" / "resume").glob("*/result.json"):

@@ -19,6 +19,7 @@ TRIAL_TAG = "onlyif.trial_id"
 POINT_TAG = "onlyif.point"
 POINT_ID_TAG = "onlyif.point_id"
 PARENT_TAG = "mlflow.parentRunId"
+STOPPED_TAG = "onlyif.stopped_early"
 MANIFEST_KEY = "dataset_manifest"
 """Key of the final Tune result that carries the dataset manifest (a JSON string) to the driver."""
 
@@ -157,7 +158,12 @@ class MlflowTrialLogger(Callback):
             self.client.log_text(run_id, result[MANIFEST_KEY], "dataset_manifest.json")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.client.set_terminated(self._run_id(trial), status="FINISHED")
+        run_id = self._run_id(trial)
+        if (trial.last_result or {}).get("final") == 1:
+            self.client.set_terminated(run_id, status="FINISHED")
+        else:  # stopped early by the scheduler: no final metrics, so not a finished point of the grid
+            self.client.set_tag(run_id, STOPPED_TAG, "true")
+            self.client.set_terminated(run_id, status="KILLED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.client.set_terminated(self._run_id(trial), status="FAILED")
