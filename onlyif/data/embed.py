@@ -105,7 +105,7 @@ def embed_texts(texts: list[str], cfg: EmbedConfig, num_blocks: int = 8) -> np.n
             },
             batch_size=cfg.batch_size,
             batch_format="numpy",
-            concurrency=cfg.actors,
+            compute=ray.data.ActorPoolStrategy(size=cfg.actors),
             num_gpus=1 if use_gpu else 0,
         )
     parts: list[Any] = list(out.iter_batches(batch_size=None, batch_format="numpy"))
