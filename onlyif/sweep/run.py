@@ -183,9 +183,6 @@ def run_sweep(
     from onlyif.sweep.trainable import run_trial
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment tables on the console
-    # A local cluster started here inherits this: Ray Train otherwise polls workers every 2 s, and each
-    # epoch report of each trial waits for that poll.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     t0 = time.perf_counter()
     exp = Path(exp_dir).resolve()
     if resume:
