@@ -116,6 +116,21 @@ def test_same_config_same_bytes_and_the_sweep_cache(built, tmp_path):
     assert sources != sorted(sources, key=list(COUNTS).index)
 
 
+def test_cached_mixture_is_rebuilt_when_a_source_file_changes(ray_cluster, tmp_path):
+    src = tmp_path / "a.jsonl"
+    rows = [{"prompt": f"question number {i} about {w}", "response": f"answer {i} {w}"} for i, w in
+            enumerate(["ka", "lo", "mi", "ne", "po", "ru", "si", "ta"])]  # fmt: skip
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source = {"name": "a", "domain": "general", "path": str(src), "format": "prompt_response"}
+    cfg = validate_config(MixtureConfig, base_config([source], 6, decontam={"eval_sets": []}))
+    path, first = cached_mixture(cfg, tmp_path / "cache")
+    src.write_text("".join(json.dumps(r | {"response": r["response"] + " (revised)"}) + "\n" for r in rows))
+    again_path, again = cached_mixture(cfg, tmp_path / "cache")
+    assert again_path == path and again["sources"][0]["content"] != first["sources"][0]["content"]
+    responses = pq.read_table(path / "train").column("response").to_pylist()
+    assert len(responses) == 6 and all(r.endswith("(revised)") for r in responses)
+
+
 def test_upsampling_and_fractions_through_the_cli(ray_cluster, fixture_sources, tmp_path):
     cfg = counted(fixture_sources, {"code": 10, "general": 10, "reasoning": 10, "qa": 10, "chat": 25}, budget=65)
     cfg["sources"][4]["upsample"] = True

@@ -447,9 +447,10 @@ def _fetch_rows(work, ids: set[str]):
 def cached_mixture(cfg: MixtureConfig, cache_dir: str | Path, progress: bool = False) -> tuple[Path, dict]:
     """The mixture of ``cfg`` under ``cache_dir/<config hash[:16]>``, built only if it is not there yet.
 
-    For sweeps: trials with the same mixture config share one finished build. Two trials that start the same
-    build at once both write identical bytes and the last atomic rename wins; one that finds the directory
-    appearing after its check reads that manifest.
+    For sweeps: trials with the same mixture config share one finished build. A build whose local source files
+    changed since (their sha256 in the manifest) is rebuilt in place rather than reused. Two trials that start
+    the same build at once both write identical bytes and the last atomic rename wins; one that finds the
+    directory appearing after its check reads that manifest.
     """
     digest = cfg.config_hash()
     out = Path(cache_dir) / digest[:16]
@@ -463,6 +464,13 @@ def cached_mixture(cfg: MixtureConfig, cache_dir: str | Path, progress: bool = F
         return None
 
     manifest = cached()
+    if manifest is not None:
+        now = [resolve_source(s).content for s in cfg.sources]
+        if now != [s["content"] for s in manifest["sources"]]:
+            logging.getLogger(__name__).warning(
+                "%s: source files changed since this mixture was built; rebuilding", out
+            )
+            return out, build_mixture(cfg, out, overwrite=True, progress=progress)
     if manifest is None:
         try:
             manifest = build_mixture(cfg, out, overwrite=False, progress=progress)
