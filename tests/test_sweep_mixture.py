@@ -233,5 +233,9 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert "dataset_manifest.json" in artifacts
     assert (exp / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()  # artifacts beside the store
+    from onlyif.report.report_cmd import make_report
+
+    again = make_report(exp, source="mlflow", out=tmp_path / "from_mlflow", log_to_mlflow=False)
+    assert again["points"] == report["points"]  # MLflow alone rebuilds the same ranking
     infos = [json.loads(p.read_text()) for p in (exp / "trials").glob("*/run.json")]
     assert len(infos) == 4 and all(i["eval_data"] == [str(tmp_path / "heldout")] for i in infos)
