@@ -6,6 +6,7 @@ import copy
 import hashlib
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,19 @@ def family_label(families: list[dict[str, Any]] | None) -> str:
     return " + ".join(parts)
 
 
+def _combinations(axes: list[tuple[str, list[Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(point id, labels) for every combination of the axes' values, in order; duplicate ids are refused."""
+    keys = [k for k, _ in axes]
+    seen: set[str] = set()
+    for combo in itertools.product(*(v for _, v in axes)):
+        labels = dict(zip(keys, combo, strict=True))
+        pid = ",".join(_label_text(k, v) for k, v in labels.items())
+        if pid in seen:
+            raise ConfigError(f"grid: two points share the id {pid!r} (duplicate values in a grid list?)")
+        seen.add(pid)
+        yield pid, labels
+
+
 def _mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
     """The mixture dict of one grid point: budget, seed and ``mixture.*`` axes set on a copy of ``base``."""
     mixture = copy.deepcopy(base)
@@ -123,12 +137,8 @@ def expand_grid(cfg: SweepConfig) -> list[Point]:
         values = getattr(g, name)
         if values is not None:
             first.append((name, values))
-    axes = [*first, *g.axes.items(), ("seed", g.seeds)]
-    keys = [k for k, _ in axes]
     points: list[Point] = []
-    seen_ids: set[str] = set()
-    for combo in itertools.product(*(v for _, v in axes)):
-        labels = dict(zip(keys, combo, strict=True))
+    for pid, labels in _combinations([*first, *g.axes.items(), ("seed", g.seeds)]):
         task = copy.deepcopy(cfg.task)
         train = copy.deepcopy(cfg.train)
         for key, value in labels.items():
@@ -145,10 +155,6 @@ def expand_grid(cfg: SweepConfig) -> list[Point]:
             task.pop("examples_per_instruction", None)
         if "examples_per_instruction" in labels:
             task.pop("budget", None)
-        pid = ",".join(_label_text(k, v) for k, v in labels.items())
-        if pid in seen_ids:
-            raise ConfigError(f"grid: two points share the id {pid!r} (duplicate values in a grid list?)")
-        seen_ids.add(pid)
         reason = None
         inst, budget = task.get("instructions"), task.get("budget")
         if isinstance(inst, int) and isinstance(budget, int) and budget < inst:
@@ -179,11 +185,8 @@ def _expand_mixture_grid(cfg: SweepConfig) -> list[Point]:
 
     g = cfg.grid
     axes = [*([("budget", g.budget)] if g.budget is not None else []), *g.axes.items(), ("seed", g.seeds)]
-    keys = [k for k, _ in axes]
     points: list[Point] = []
-    seen_ids: set[str] = set()
-    for combo in itertools.product(*(v for _, v in axes)):
-        labels = dict(zip(keys, combo, strict=True))
+    for pid, labels in _combinations(axes):
         train = copy.deepcopy(cfg.train)
         for key, value in labels.items():
             if key == "seed":
@@ -191,10 +194,6 @@ def _expand_mixture_grid(cfg: SweepConfig) -> list[Point]:
             elif key.startswith("train."):
                 _set(train, key.removeprefix("train."), value)
         mixture = _mixture_point(cfg.mixture or {}, labels)
-        pid = ",".join(_label_text(k, v) for k, v in labels.items())
-        if pid in seen_ids:
-            raise ConfigError(f"grid: two points share the id {pid!r} (duplicate values in a grid list?)")
-        seen_ids.add(pid)
         reason = None
         full = dict(labels)
         try:
