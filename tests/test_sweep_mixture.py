@@ -117,6 +117,33 @@ def test_relative_paths_become_absolute(tmp_path):
     assert fixed.mixture["embed"]["model"] == "hashing"
 
 
+def test_inputs_every_trial_needs_are_checked_before_anything_starts(tmp_path, monkeypatch):
+    from onlyif.errors import OnlyIfError
+    from onlyif.sweep.run import run_sweep
+    from tests._train_fixtures import tiny_hf_model
+
+    monkeypatch.chdir(tmp_path)
+    _write_domain(tmp_path / "src/code.jsonl", "abc", 4, 0, sorted)
+    _write_domain(tmp_path / "src/general.jsonl", "xyz", 4, 1, sorted)
+    (tmp_path / "held" / "test_code").mkdir(parents=True)
+    tiny_hf_model(tmp_path / "llama")
+    good = {"train": {"model": {"pretrained": "llama"}, "eval": {"splits": ["test_code"]}}, "eval_data": ["held"]}
+    cases = [
+        ({**good, "train": {"model": {"pretrained": "absent"}}}, OnlyIfError, "model .*absent: directory not found"),
+        ({**good, "eval_data": []}, OnlyIfError, "eval_data: none of the eval splits \\['test_code'\\] is present"),
+        ({**good, "eval_data": ["nowhere"]}, OnlyIfError, "--eval-data .*nowhere: dataset directory not found"),
+    ]
+    for extra, error, message in cases:
+        cfg = validate_config(SweepConfig, {"name": "mix", "mixture": _mixture()} | extra)
+        with pytest.raises(error, match=message):
+            run_sweep(cfg, tmp_path / "exp")
+    missing = _mixture()
+    missing["sources"][1]["path"] = "src/gone.jsonl"
+    with pytest.raises(ConfigError, match="sources\\[general\\].path: file not found: .*gone.jsonl"):
+        run_sweep(validate_config(SweepConfig, {"name": "mix", "mixture": missing} | good), tmp_path / "exp")
+    assert not (tmp_path / "exp").exists()  # nothing written for a sweep that cannot run
+
+
 def test_comparison_ranks_points_and_reads_a_trend():
     import pandas as pd
 

@@ -86,10 +86,16 @@ def _dir_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def locate_source(src: SourceConfig) -> tuple[str, list[str]]:
+    """The file format and concrete files of a source (globs expanded); a one-line error when a file is missing
+    or its format cannot be told. Reads nothing."""
+    files = _expand(src)
+    return _detect(src, files), files
+
+
 def resolve_source(src: SourceConfig) -> ResolvedSource:
     """Expand globs, check that every file exists, pick the file format and hash the content."""
-    files = _expand(src)
-    fmt = _detect(src, files)
+    fmt, files = locate_source(src)
     if fmt == "hf":
         return ResolvedSource(src, fmt, (), {"hf": src.hf, "config": src.hf_config, "split": src.split})
     if fmt == "disk":

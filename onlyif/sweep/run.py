@@ -12,6 +12,7 @@ Experiment folder::
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,25 @@ class TrialProgress(Callback):
             self.bar.close()
 
 
+def preflight(cfg: SweepConfig, points: list[Point]) -> None:
+    """Refuse, before anything is written or started, inputs that every trial would trip over: a missing model
+    directory, a missing mixture source file, eval splits found nowhere. (Reads no data.)"""
+    from onlyif.data.mixture_config import SourceConfig
+    from onlyif.data.sources import locate_source
+    from onlyif.train.api import eval_split_dirs
+    from onlyif.train.model import check_model_dir
+
+    for model in sorted({p.train["model"]["pretrained"] for p in points if p.train["model"]["pretrained"]}):
+        check_model_dir(model)
+    if cfg.mixture is None:
+        return
+    sources = {json.dumps(s, sort_keys=True) for p in points for s in (p.mixture or {})["sources"]}
+    for text in sorted(sources):
+        locate_source(SourceConfig.model_validate(json.loads(text)))
+    for splits in sorted({tuple(p.train["eval"]["splits"]) for p in points}):
+        eval_split_dirs(list(splits), None, [Path(d) for d in cfg.eval_data])
+
+
 def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
     from onlyif.sweep.mlflow_log import ensure_experiment, start_parent_run, tracking_uri
 
@@ -151,8 +171,6 @@ def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) 
 
 def load_experiment(exp_dir: str | os.PathLike) -> tuple[SweepConfig, dict[str, Any]]:
     """The config and state of an existing experiment folder."""
-    import json
-
     exp = Path(exp_dir)
     if not (exp / STATE_FILE).is_file() or not (exp / CONFIG_FILE).is_file():
         raise OnlyIfError(f"{exp}: not a sweep experiment folder ({STATE_FILE} or {CONFIG_FILE} missing)")
@@ -199,6 +217,7 @@ def run_sweep(
             raise OnlyIfError(
                 f"grid: all {len(points)} points are invalid, e.g. {points[0].id}: {points[0].skip_reason}"
             )
+        preflight(cfg, [p for p in points if p.skip_reason is None])
         state = _write_new_experiment(cfg, exp, points)
     valid = [p for p in points if p.skip_reason is None]
     for p in points:

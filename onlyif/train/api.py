@@ -139,11 +139,11 @@ def _user_error(exc: BaseException) -> OnlyIfError | None:
     return OnlyIfError(match.group(1).strip()) if match else None
 
 
-def eval_split_dirs(splits: list[str], data_dir: Path, eval_data: list[Path]) -> dict[str, Path]:
+def eval_split_dirs(splits: list[str], data_dir: Path | None, eval_data: list[Path]) -> dict[str, Path]:
     """The dataset folder holding each eval split that exists: an ``eval_data`` folder, else ``data_dir``.
 
     Splits missing everywhere are skipped (none present at all is an error); a split found in two ``eval_data``
-    folders is refused rather than picked silently.
+    folders is refused rather than picked silently. ``data_dir=None`` looks in ``eval_data`` only.
     """
     for root in eval_data:
         if not root.is_dir():
@@ -155,11 +155,13 @@ def eval_split_dirs(splits: list[str], data_dir: Path, eval_data: list[Path]) ->
             raise OnlyIfError(f"--eval-data: split {split!r} is in both {holders[0]} and {holders[1]}")
         if holders:
             out[split] = holders[0]
-        elif (data_dir / split).is_dir():
+        elif data_dir is not None and (data_dir / split).is_dir():
             out[split] = data_dir
     if splits and not out:
-        where = ", ".join(str(p) for p in [data_dir, *eval_data])
-        raise OnlyIfError(f"--data {data_dir}: none of the eval splits {splits} is present (looked in {where})")
+        roots = [*([data_dir] if data_dir is not None else []), *eval_data]
+        where = ", ".join(str(p) for p in roots) or "nowhere: no eval_data given"
+        head = f"--data {data_dir}" if data_dir is not None else "eval_data"
+        raise OnlyIfError(f"{head}: none of the eval splits {splits} is present (looked in {where})")
     return out
 
 
