@@ -168,6 +168,10 @@ def test_comparison_ranks_points_and_reads_a_trend():
         varying(df),
     )
     assert flipped.points[0]["setting"]["share.code"] == 1.0 and "highest" in flipped.conclusion[0]
+    budgets = df.assign(budget=[40, 40, 80, 80, 120, 120])  # an integer factor: report.json must serialize it
+    ranked = compare(summarize(budgets, ["test_code/loss"]), "test_code/loss", varying(budgets))
+    assert json.loads(json.dumps(ranked.points))[0]["setting"]["budget"] == 120
+    assert "budget=120," in ranked.conclusion[0]  # printed as the integer it is
 
 
 def _write_domain(path: Path, letters: str, n: int, seed: int, transform) -> None:

@@ -52,11 +52,11 @@ def compare(summary: pd.DataFrame, metric: str, factors: list[str]) -> Compariso
     """Rank the grid points of ``summary`` (from :func:`onlyif.report.analysis.summarize`) by ``metric``."""
     low = lower_is_better(metric)
     points = []
-    for _, row in summary.iterrows():
+    for row in summary.to_dict("records"):  # per-column types kept (iterrows would turn ints into floats)
         std = row[f"{metric}:std"]
         points.append(
             {
-                "setting": {c: row[c] for c in factors},
+                "setting": {c: row[c].item() if isinstance(row[c], np.generic) else row[c] for c in factors},
                 "mean": float(row[f"{metric}:mean"]),
                 "std": None if pd.isna(std) else float(std),
                 "seeds": int(row["seeds"]),

@@ -27,7 +27,7 @@ class GridConfig(Config):
     examples_per_instruction: list[int] | None = Field(None, min_length=1)
     """S (``task.examples_per_instruction``); crossing it with ``budget`` is refused (over-determined)."""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    """Each point is repeated once per seed (sets ``task.seed`` and ``train.seed``)."""
+    """Each point is repeated once per seed (sets ``task.seed`` — or ``mixture.seed`` — and ``train.seed``)."""
     axes: dict[str, list[Any]] = Field(default_factory=dict)
     """Any other field, by dotted key under ``task.`` or ``train.`` (e.g. ``task.noop_share: [0.1, 0.5]``,
     ``task.frequency_alpha: [null, 0.5]``, ``task.families: [[...], [...]]``, ``train.lr: [1e-3]``), or under
