@@ -46,9 +46,9 @@ def response_nll(
                 token_nll = F.cross_entropy(
                     logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none"
                 )
+                sums, scored = token_nll.sum(1).tolist(), (target != IGNORE_INDEX).sum(1).tolist()
                 for j, i in enumerate(idx):
-                    nll[i] = float(token_nll[j].sum())
-                    count[i] = int((target[j] != IGNORE_INDEX).sum())
+                    nll[i], count[i] = sums[j], int(scored[j])
                 start += len(idx)
     finally:
         model.train(was_training)
