@@ -23,6 +23,11 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
             if address:
                 ray.init(address=address, **kwargs)
             else:
+                if num_cpus:
+                    # Ray caps parallel worker start-ups at the physical cores (2 here) and prints a warning each
+                    # time 4x that many workers exist — routine for a sweep (trial, controller, train workers,
+                    # Ray Data). Let the logical CPUs we advertise set the cap instead, as Ray does when they fit.
+                    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
                 ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
