@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from onlyif.errors import OnlyIfError
 
@@ -19,6 +20,8 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
     if not ray.is_initialized():
         kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
         address = os.environ.get("RAY_ADDRESS")
+        if address:
+            _check_reachable(address)
         try:
             if address:
                 ray.init(address=address, **kwargs)
@@ -40,6 +43,22 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast when nothing listens at a ``host:port`` address (Ray itself retries for minutes before giving
+    up). Other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise OnlyIfError(
+            f"could not connect to the Ray cluster at RAY_ADDRESS={address} ({reason}); is the head running?"
+        ) from None
 
 
 def cluster_cpus() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from onlyif.errors import ConfigError
 from onlyif.tasks.config import TaskConfig
 
 ONLYIF = Path(sys.executable).parent / "onlyif"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_version_and_help_list_every_subcommand():
@@ -49,3 +51,26 @@ def test_load_config_names_file_and_key(tmp_path):
     path.write_text("budget: [1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(TaskConfig, path)
+
+
+def test_unreachable_ray_address_fails_fast_in_one_line(tmp_path):
+    """Ray retries an unreachable head for minutes; onlyif checks the port first and says so in one line."""
+    import os
+
+    with socket.socket() as s:  # a port nothing listens on: bind one, then close it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{port}")
+    out = subprocess.run(
+        [ONLYIF, "generate", "--config", str(REPO / "jobs/configs/generate_smoke.yaml"), "--out", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"onlyif generate: error: could not connect to the Ray cluster at RAY_ADDRESS=127.0.0.1:{port} "
+        "(Connection refused); is the head running?"
+    ]
+    assert not (tmp_path / "d").exists()
