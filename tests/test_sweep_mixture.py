@@ -93,6 +93,7 @@ def test_invalid_mixture_points_are_skipped_with_the_reason():
         ({"grid": {"axes": {"mixture.budget": [10]}}}, "mixture.budget is a first-class grid field"),
         ({"grid": {"axes": {"mixture.fractions": [[0.5, 0.5]]}}}, "maps source names to numbers"),
         ({"mixture": None, "grid": {"axes": {"mixture.seed": [1]}}}, "first-class grid field"),
+        ({"train": {"eval": {"splits": []}}}, "train.eval.splits: a mixture sweep compares its mixtures"),
         ({"mixture": None, "grid": {"axes": {"mixture.dedup.near": [True]}}}, "needs a base mixture"),
     ],
 )

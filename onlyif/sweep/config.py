@@ -146,8 +146,12 @@ class SweepConfig(Config):
         task_axes = [k for k in self.grid.axes if k.startswith("task.")]
         if task_axes:
             raise ValueError(f"grid.axes: {task_axes[0]} is a synthetic-task field; a mixture sweep has no task")
+        splits = (self.train.get("eval") or {}).get("splits", ["test_seen"])
+        if not splits:
+            raise ValueError(
+                "train.eval.splits: a mixture sweep compares its mixtures on eval splits; name at least one"
+            )
         if "metric" not in self.report.model_fields_set:
-            splits = (self.train.get("eval") or {}).get("splits") or ["test_seen"]
             self.report.metric = f"{splits[0]}/loss"
         return self
 
