@@ -10,7 +10,14 @@ import os
 from typing import Any
 
 from onlyif.errors import OnlyIfError
-from onlyif.eval.exact_match import eval_items, generate_records, load_eval_model, resolve_model_dir, summarize
+from onlyif.eval.exact_match import (
+    eval_items,
+    generate_records,
+    items_nll,
+    load_eval_model,
+    resolve_model_dir,
+    summarize,
+)
 from onlyif.train.data import META_COLUMNS, SYNTHETIC_COLUMNS, TEXT_COLUMNS, dataset_kind, split_files
 
 
@@ -26,19 +33,11 @@ class ExactMatchActor:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from onlyif.eval.loss import response_nll
-
         rows = {k: v.tolist() for k, v in batch.items()}
         items = eval_items(self.codec, rows)
         records = generate_records(self.model, self.codec, items, self.batch_size)
         out = {key: [r[key] for r in records] for key in ("ok", "got", "expected", "prompt", "noop", "domain", "k")}
-        out["nll"], out["tokens"] = response_nll(
-            self.model,
-            [it["prompt_ids"] for it in items],
-            [it["response_ids"] for it in items],
-            self.codec.pad_id,
-            self.batch_size,
-        )
+        out["nll"], out["tokens"] = items_nll(self.model, self.codec, items, self.batch_size)
         return out
 
 

@@ -98,14 +98,13 @@ def summarize(records: list[dict[str, Any]], failures: int = 20) -> dict[str, An
     return out
 
 
-def items_nll(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int) -> tuple[float, int]:
-    """Summed response-token NLL of ``items`` and the number of tokens scored (see :mod:`onlyif.eval.loss`)."""
+def items_nll(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int) -> tuple[list[float], list[int]]:
+    """Per item: the summed response-token NLL and the number of tokens scored (see :mod:`onlyif.eval.loss`)."""
     from onlyif.eval.loss import response_nll
 
-    nll, count = response_nll(
+    return response_nll(
         model, [it["prompt_ids"] for it in items], [it["response_ids"] for it in items], codec.pad_id, batch_size
     )
-    return sum(nll), sum(count)
 
 
 def flat_metrics(split: str, summary: dict[str, Any]) -> dict[str, float]:
@@ -183,5 +182,5 @@ def evaluate_exact_match(
     rows = read_rows(data_dir, split, max_examples)
     items = eval_items(codec, rows)
     records = generate_records(model, codec, items, batch_size)
-    nll, tokens = items_nll(model, codec, items, batch_size)
+    nll, tokens = (sum(x) for x in items_nll(model, codec, items, batch_size))
     return {"split": split, **summarize(records, failures), "loss": nll / tokens if tokens else None}

@@ -135,7 +135,9 @@ def _evaluate(engine: Any, cfg: TrainConfig, codec: Any, eval_items: dict, state
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, list(zip(mine, records, strict=True)))
         merged = [rec for _, rec in sorted(pair for part in gathered for pair in part)]
-        nll, tokens = _allreduce(list(items_nll(model, codec, [items[i] for i in mine], cfg.eval.batch_size)), dist)
+        nll, tokens = _allreduce(
+            [sum(x) for x in items_nll(model, codec, [items[i] for i in mine], cfg.eval.batch_size)], dist
+        )
         summaries[split] = summarize(merged, cfg.eval.failures) | {"loss": nll / tokens if tokens else None}
         metrics.update(flat_metrics(split, summaries[split]))
     return metrics, summaries
