@@ -57,6 +57,32 @@ def _tail(plots: list[Path], skipped: list[dict[str, Any]] | None) -> list[str]:
     return md
 
 
+def _write_files(
+    out: Path,
+    trials: pd.DataFrame,
+    md: list[str],
+    plots: list[Path],
+    skipped: list[dict[str, Any]] | None,
+    title: str,
+    source: str,
+    fields: dict[str, Any],
+) -> dict[str, Any]:
+    """Write ``trials.csv``, ``report.md`` (``md`` + plots + skipped points) and ``report.json`` (``fields`` between
+    the heading keys and the plots); return the ``report.json`` dict."""
+    trials.to_csv(out / "trials.csv", index=False)
+    write_text_atomic(out / "report.md", "\n".join(md + _tail(plots, skipped)))
+    result = {
+        "title": title,
+        "source": source,
+        "trials": len(trials),
+        **fields,
+        "plots": [str(p.relative_to(out)) for p in plots],
+        "skipped": skipped or [],
+    }
+    write_json_atomic(out / "report.json", result)
+    return result
+
+
 def conclusion_lines(report: dict[str, Any]) -> list[str]:
     """The computed conclusions of a ``report.json`` dict (per curve, or of a comparison), in order."""
     return [line for c in report["curves"] for line in c["conclusion"]] + report.get("conclusion", [])
@@ -79,24 +105,18 @@ def _write_comparison(
     direction = "lower is better" if lower_is_better(metric) else "higher is better"
     md = _head(title, source, len(trials), result.conclusion)
     md += ["", f"## Results by grid point (mean ± std over seeds; `{metric}`: {direction})", ""]
-    md += [_table(summary, metrics, factors), ""] + _tail(made, skipped)
-    trials.to_csv(out / "trials.csv", index=False)
-    write_text_atomic(out / "report.md", "\n".join(md))
-    report = {
-        "title": title,
-        "source": source,
-        "trials": len(trials),
-        "metric": metric,
-        "mode": "comparison",
-        "shown": None,
-        "curves": [],
-        "points": result.points,
-        "conclusion": result.conclusion,
-        "plots": [str(p.relative_to(out)) for p in made],
-        "skipped": skipped or [],
-    }
-    write_json_atomic(out / "report.json", report)
-    return report
+    md += [_table(summary, metrics, factors), ""]
+    fields = {"metric": metric, "mode": "comparison", "shown": None, "curves": []}
+    return _write_files(
+        out,
+        trials,
+        md,
+        made,
+        skipped,
+        title,
+        source,
+        fields | {"points": result.points, "conclusion": result.conclusion},
+    )
 
 
 def write_report(
@@ -161,13 +181,7 @@ def write_report(
             top = f"{f.top:.2f}" if f.top is not None else "–"
             md.append(f"| {where} | {thr} | {iv} | {width} | {top} | {f.method} ({f.resamples} resamples) |")
         md.append("")
-    md += _tail(made, skipped)
-    trials.to_csv(out / "trials.csv", index=False)
-    write_text_atomic(out / "report.md", "\n".join(md))
-    result = {
-        "title": title,
-        "source": source,
-        "trials": len(trials),
+    fields = {
         "metric": cfg.metric,
         "shown": any(c.shown for c in curves) if curves else False,
         "curves": [
@@ -183,8 +197,5 @@ def write_report(
             }
             for c in curves
         ],
-        "plots": [str(p.relative_to(out)) for p in made],
-        "skipped": skipped or [],
     }
-    write_json_atomic(out / "report.json", result)
-    return result
+    return _write_files(out, trials, md, made, skipped, title, source, fields)
