@@ -66,6 +66,11 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def absolute(path: Any, base: str | os.PathLike) -> Any:
+    """``path`` joined to ``base`` when it is a relative path string; anything else (absolute, None) unchanged."""
+    return os.path.join(base, path) if isinstance(path, str) and not os.path.isabs(path) else path
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

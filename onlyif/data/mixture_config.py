@@ -231,19 +231,18 @@ def absolute_paths(mixture: dict[str, Any], base: str | os.PathLike) -> dict[str
     """A copy of a mixture config dict whose relative file paths (sources, eval sets, a local embedding model)
     are made absolute against ``base``, so the config means the same from any working directory (Tune trials
     run in their own folders)."""
-
-    def fix(p: Any) -> Any:
-        return os.path.join(base, p) if isinstance(p, str) and not os.path.isabs(p) else p
+    from onlyif.io import absolute
 
     out = copy.deepcopy(mixture)
     for src in out.get("sources") or []:
         if isinstance(src, dict) and src.get("path") is not None:
-            src["path"] = [fix(p) for p in src["path"]] if isinstance(src["path"], list) else fix(src["path"])
+            paths = src["path"]
+            src["path"] = [absolute(p, base) for p in paths] if isinstance(paths, list) else absolute(paths, base)
     for es in (out.get("decontam") or {}).get("eval_sets") or []:
         if isinstance(es, dict) and es.get("path") is not None:
-            es["path"] = fix(es["path"])
+            es["path"] = absolute(es["path"], base)
     embed = out.get("embed") or {}
     model = embed.get("model")
     if isinstance(model, str) and model not in ("minilm", "hashing") and (Path(base) / model).exists():
-        embed["model"] = fix(model)
+        embed["model"] = absolute(model, base)
     return out

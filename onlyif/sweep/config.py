@@ -160,19 +160,19 @@ class SweepConfig(Config):
         are absolute against ``base``: trials run in their own working directories, and a resumed sweep reads
         the saved config from anywhere."""
         from onlyif.data.mixture_config import absolute_paths
-
-        def fix(p: Any) -> Any:
-            return os.path.join(base, p) if isinstance(p, str) and not os.path.isabs(p) else p
+        from onlyif.io import absolute
 
         data = self.to_dict()
         model = data["train"].get("model")
         if isinstance(model, dict) and model.get("pretrained"):
-            model["pretrained"] = fix(model["pretrained"])
+            model["pretrained"] = absolute(model["pretrained"], base)
         if data["mixture"] is not None:
             data["mixture"] = absolute_paths(data["mixture"], base)
-        data["eval_data"] = [fix(p) for p in data["eval_data"]]
-        data["data_cache"] = fix(data["data_cache"])
+        data["eval_data"] = [absolute(p, base) for p in data["eval_data"]]
+        data["data_cache"] = absolute(data["data_cache"], base)
         for key, values in data["grid"]["axes"].items():
             if key.endswith((".path", "model.pretrained")):
-                data["grid"]["axes"][key] = [[fix(x) for x in v] if isinstance(v, list) else fix(v) for v in values]
+                data["grid"]["axes"][key] = [
+                    [absolute(x, base) for x in v] if isinstance(v, list) else absolute(v, base) for v in values
+                ]
         return SweepConfig.model_validate(data)
