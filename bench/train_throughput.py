@@ -60,6 +60,18 @@ def batches(data: Path, batch_size: int, rows_limit: int | None = None) -> list[
     return out
 
 
+def step(model, opt, batch: dict) -> int:
+    """One AdamW step with clipping, as both baselines take it; returns the batch's tokens."""
+    import torch
+
+    loss = model(**batch).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return int(batch["attention_mask"].sum())
+
+
 def plain_torch(data: Path, batch_size: int, epochs: int) -> tuple[float, float, float]:
     """Single process, 1 thread, AdamW: tokens/s of the last epoch and peak RSS (MB)."""
     import torch
@@ -76,12 +88,7 @@ def plain_torch(data: Path, batch_size: int, epochs: int) -> tuple[float, float,
     for _ in range(epochs):
         tokens, t0, c0 = 0, time.perf_counter(), time.process_time()
         for b in data_batches:
-            loss = model(**b).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            tokens += int(b["attention_mask"].sum())
+            tokens += step(model, opt, b)
         rate, cpu_rate = tokens / (time.perf_counter() - t0), tokens / (time.process_time() - c0)
     return rate, cpu_rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -106,12 +113,7 @@ def ddp_loop(config: dict) -> None:
         tokens, t0, c0 = 0, time.perf_counter(), time.process_time()
         for chunk in shard.iter_torch_batches(batch_size=config["batch_size"] * 16, collate_fn=collate_fn):
             for b in chunk:
-                loss = model(**b).loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                tokens += int(b["attention_mask"].sum())
+                tokens += step(model, opt, b)
         t = torch.tensor([tokens, time.perf_counter() - t0, time.process_time() - c0], dtype=torch.float64)
         torch.distributed.all_reduce(t)
         n = torch.distributed.get_world_size()
