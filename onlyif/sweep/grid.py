@@ -8,11 +8,14 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onlyif.config import validate_config
 from onlyif.errors import ConfigError
 from onlyif.sweep.config import SweepConfig
+
+if TYPE_CHECKING:
+    from onlyif.data.mixture_config import MixtureConfig
 
 
 @dataclass(frozen=True)
@@ -110,11 +113,8 @@ def _mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, An
     return mixture
 
 
-def _source_shares(mixture: dict[str, Any]) -> dict[str, float]:
+def _source_shares(cfg: MixtureConfig) -> dict[str, float]:
     """``share.<source>``: each source's share of the rows requested (a numeric label for plots and tables)."""
-    from onlyif.data.mixture_config import MixtureConfig
-
-    cfg = MixtureConfig.model_validate(mixture)
     requested = cfg.requested()
     total = sum(requested) or 1
     return {f"share.{s.name}": round(n / total, 6) for s, n in zip(cfg.sources, requested, strict=True)}
@@ -197,12 +197,13 @@ def _expand_mixture_grid(cfg: SweepConfig) -> list[Point]:
         reason = None
         full = dict(labels)
         try:
-            mixture = validate_config(MixtureConfig, mixture, source="mixture").to_dict()
+            mixture_cfg = validate_config(MixtureConfig, mixture, source="mixture")
             train = validate_config(TrainConfig, train, source="train").to_dict()
         except ConfigError as exc:
             reason = str(exc)
         else:
-            full.setdefault("budget", mixture["budget"])
-            full |= _source_shares(mixture)
+            mixture = mixture_cfg.to_dict()
+            full.setdefault("budget", mixture_cfg.budget)
+            full |= _source_shares(mixture_cfg)
         points.append(Point(id=pid, labels=full, task={}, train=train, skip_reason=reason, mixture=mixture))
     return points
