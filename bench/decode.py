@@ -28,9 +28,9 @@ def main() -> None:
 
     import torch
 
-    from onlyif.eval.decode import greedy_decode
+    from onlyif.lm.codec import CharCodec
+    from onlyif.lm.decode import greedy_decode
     from onlyif.train.config import ModelConfig
-    from onlyif.train.data import CharCodec
     from onlyif.train.model import build_model
 
     torch.set_num_threads(args.threads)

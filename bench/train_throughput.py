@@ -49,7 +49,9 @@ def batches(data: Path, batch_size: int, rows_limit: int | None = None) -> list[
     """The same tokenization, length bucketing and padding the trainer uses, precomputed."""
     import torch
 
-    from onlyif.train.data import CharCodec, bucket, collate, join_examples, read_rows
+    from onlyif.lm.batches import bucket, collate, join_examples
+    from onlyif.lm.codec import CharCodec
+    from onlyif.lm.datasets import read_rows
 
     codec = CharCodec()
     seqs, plens = join_examples(*codec.encode(read_rows(data, "train", rows_limit)), max_length=64, truncate=False)
@@ -132,8 +134,8 @@ def ray_ddp(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[flo
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from onlyif.lm.codec import CharCodec
     from onlyif.train.api import _shard_config, _train_shards
-    from onlyif.train.data import CharCodec
 
     cfg = TrainConfig.model_validate({"model": MODEL, "batch_size": batch_size, "scaling": {"num_workers": workers}})
     shards, _ = _train_shards(cfg, data, CharCodec(), "synthetic")

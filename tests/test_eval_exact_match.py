@@ -10,11 +10,13 @@ import torch
 
 from onlyif.cli import main
 from onlyif.errors import OnlyIfError
-from onlyif.eval.decode import greedy_decode
 from onlyif.eval.exact_match import evaluate_exact_match, flat_metrics, summarize
+from onlyif.lm.batches import collate, join_examples
+from onlyif.lm.codec import CharCodec, save_codec
+from onlyif.lm.datasets import read_rows
+from onlyif.lm.decode import greedy_decode
 from onlyif.train.config import ModelConfig
-from onlyif.train.data import CharCodec, collate, join_examples, read_rows
-from onlyif.train.model import build_model, save_codec
+from onlyif.train.model import build_model
 from tests._train_fixtures import synthetic_rows, write_split
 
 RULES = [("ab", "cd"), ("ba", "dc")]
@@ -95,7 +97,7 @@ def test_response_nll_matches_hf_loss_at_any_batch_size(memorizer, data):
     """Summed per-token NLL equals HF's mean causal-LM loss × scored tokens, however the rows are batched."""
     from transformers import AutoModelForCausalLM
 
-    from onlyif.eval.loss import response_nll
+    from onlyif.lm.loss import response_nll
 
     torch.manual_seed(3)
     model = AutoModelForCausalLM.from_config(AutoModelForCausalLM.from_pretrained(memorizer).config).eval()

@@ -34,7 +34,7 @@ def test_cpu_workers_pin_deepspeed_to_cpu_on_gpu_nodes(use_gpu, expected):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
 def test_eval_device_without_cuda():
     from onlyif.errors import OnlyIfError
-    from onlyif.eval.exact_match import resolve_device
+    from onlyif.lm.models import resolve_device
 
     assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
     with pytest.raises(OnlyIfError, match="--device cuda: no CUDA device"):

@@ -12,21 +12,15 @@ import pytest
 
 from onlyif.config import validate_config
 from onlyif.errors import ConfigError, OnlyIfError
+from onlyif.lm.batches import IGNORE_INDEX, bucket, collate, join_examples
+from onlyif.lm.codec import CharCodec, HFCodec, load_codec
+from onlyif.lm.datasets import dataset_kind, read_rows
+from onlyif.lm.models import check_model_dir
 from onlyif.tasks.tokenizer import CharTokenizer
 from onlyif.train.config import TrainConfig
-from onlyif.train.data import (
-    IGNORE_INDEX,
-    CharCodec,
-    HFCodec,
-    bucket,
-    collate,
-    dataset_kind,
-    join_examples,
-    read_rows,
-)
 from onlyif.train.ds_config import build_ds_config, lr_factor
 from onlyif.train.loop import micro_batches_per_epoch, total_optimizer_steps
-from onlyif.train.model import build_model, check_model_dir, load_codec
+from onlyif.train.model import build_model
 from tests._train_fixtures import make_synthetic_dataset, tiny_cfg, tiny_hf_model, write_split
 
 

@@ -14,11 +14,10 @@ from onlyif.eval.exact_match import (
     eval_items,
     generate_records,
     items_nll,
-    load_eval_model,
-    resolve_model_dir,
     summarize,
 )
-from onlyif.train.data import META_COLUMNS, SYNTHETIC_COLUMNS, TEXT_COLUMNS, dataset_kind, split_files
+from onlyif.lm.datasets import META_COLUMNS, SYNTHETIC_COLUMNS, TEXT_COLUMNS, dataset_kind, split_files
+from onlyif.lm.models import load_eval_model, resolve_model_dir
 
 
 class ExactMatchActor:

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from onlyif.eval.distributed import evaluate_distributed
-    from onlyif.eval.exact_match import evaluate_exact_match, load_eval_model, resolve_device
+    from onlyif.eval.exact_match import evaluate_exact_match
     from onlyif.io import write_json_atomic, write_text_atomic
+    from onlyif.lm.models import load_eval_model, resolve_device
 
     for name in ("max_examples", "batch_size", "failures"):
         value = getattr(args, name)

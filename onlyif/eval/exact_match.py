@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from onlyif.errors import OnlyIfError
-from onlyif.eval.decode import greedy_decode
-from onlyif.train.data import CharCodec, Codec, read_rows
+from onlyif.lm.codec import CharCodec, Codec
+from onlyif.lm.datasets import read_rows
+from onlyif.lm.decode import greedy_decode
 
 
 def eval_items(codec: Codec, rows: dict[str, Sequence]) -> list[dict[str, Any]]:
@@ -99,8 +99,8 @@ def summarize(records: list[dict[str, Any]], failures: int = 20) -> dict[str, An
 
 
 def items_nll(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int) -> tuple[list[float], list[int]]:
-    """Per item: the summed response-token NLL and the number of tokens scored (see :mod:`onlyif.eval.loss`)."""
-    from onlyif.eval.loss import response_nll
+    """Per item: the summed response-token NLL and the number of tokens scored (see :mod:`onlyif.lm.loss`)."""
+    from onlyif.lm.loss import response_nll
 
     return response_nll(
         model, [it["prompt_ids"] for it in items], [it["response_ids"] for it in items], codec.pad_id, batch_size
@@ -124,46 +124,6 @@ def flat_metrics(split: str, summary: dict[str, Any]) -> dict[str, float]:
     return m
 
 
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """An HF model directory, or a run directory of ``onlyif train`` (its exported ``model/``)."""
-    p = Path(path)
-    if (p / "model" / "config.json").is_file():
-        return p / "model"
-    if not p.exists():
-        raise OnlyIfError(f"--model {p}: not found")
-    if not (p / "config.json").is_file():
-        raise OnlyIfError(f"--model {p}: neither an HF model directory (config.json) nor a run directory (model/)")
-    return p
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a CUDA device is visible, else ``cpu``; ``cuda`` without one is an error."""
-    import torch
-
-    if device == "cpu":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        raise OnlyIfError("--device cuda: no CUDA device is visible (use auto or cpu)")
-    return "cpu"
-
-
-def load_eval_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Codec]:
-    """The model and codec of an HF or run directory, ready for decoding."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from onlyif.train.model import load_codec
-
-    model_dir = resolve_model_dir(path)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise OnlyIfError(f"--model {model_dir}: cannot load ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval(), load_codec(model_dir)
-
-
 def evaluate_exact_match(
     model: str | os.PathLike | Any,
     data_dir: str | os.PathLike,
@@ -176,6 +136,8 @@ def evaluate_exact_match(
 ) -> dict[str, Any]:
     """Exact match of ``model`` (a path, or an in-memory model with ``codec``) on ``DATA/<split>``, in process."""
     if isinstance(model, str | os.PathLike):
+        from onlyif.lm.models import load_eval_model
+
         model, codec = load_eval_model(model)
     elif codec is None:
         raise OnlyIfError("evaluate_exact_match: an in-memory model needs its codec")

@@ -123,8 +123,8 @@ def preflight(cfg: SweepConfig, points: list[Point]) -> None:
     directory, a missing mixture source file, eval splits found nowhere. (Reads no data.)"""
     from onlyif.data.mixture_config import SourceConfig
     from onlyif.data.sources import locate_source
+    from onlyif.lm.models import check_model_dir
     from onlyif.train.api import eval_split_dirs
-    from onlyif.train.model import check_model_dir
 
     for model in sorted({p.train["model"]["pretrained"] for p in points if p.train["model"]["pretrained"]}):
         check_model_dir(model)

@@ -22,7 +22,7 @@ FINAL_KEY = "final"
 
 def _applied_counts(roots: dict[str, Path], limit: int | None) -> dict[str, float]:
     """How many evaluated examples per split are applied / no-op (for intervals on ``*_applied`` accuracy)."""
-    from onlyif.train.data import read_rows
+    from onlyif.lm.datasets import read_rows
 
     out = {}
     for split, root in roots.items():

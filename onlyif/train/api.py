@@ -22,8 +22,10 @@ from typing import Any
 from onlyif.config import save_config
 from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import library_versions, write_json_atomic
+from onlyif.lm.batches import join_examples
+from onlyif.lm.codec import CharCodec, Codec
+from onlyif.lm.datasets import dataset_kind, read_rows, split_files
 from onlyif.train.config import TrainConfig
-from onlyif.train.data import CharCodec, Codec, dataset_kind, join_examples, read_rows, split_files
 from onlyif.train.loop import HF_EXPORT, total_optimizer_steps, train_loop
 
 RAY_RUN_NAME = "ray_train"
@@ -101,7 +103,7 @@ def _max_length(cfg: TrainConfig) -> int:
         return cfg.model.n_positions
     from transformers import AutoConfig
 
-    from onlyif.train.model import max_positions
+    from onlyif.lm.models import max_positions
 
     return max_positions(AutoConfig.from_pretrained(cfg.model.pretrained)) or 2048
 
@@ -226,8 +228,9 @@ def run_training(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from onlyif.lm.codec import load_codec
+    from onlyif.lm.models import check_model_dir
     from onlyif.ray_utils import init_ray
-    from onlyif.train.model import check_model_dir, load_codec
     from onlyif.train.tracking import MetricsCallback, end_mlflow_run, read_history, start_mlflow_run
 
     data = Path(data_dir).resolve()
@@ -236,7 +239,7 @@ def run_training(
     kind = dataset_kind(data, "train")
     if cfg.model.pretrained is not None:
         check_model_dir(cfg.model.pretrained)
-    codec = load_codec(cfg.model.pretrained, cfg.data)
+    codec = load_codec(cfg.model.pretrained, cfg.data.chat_template)
     if kind == "text" and isinstance(codec, CharCodec):
         raise ConfigError(
             f"model.pretrained: {data / 'train'} holds prompt/response text; the from-scratch GPT-2 reads only the "

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from onlyif.lm.batches import bucket, collate
 from onlyif.train.config import TrainConfig
-from onlyif.train.data import bucket, collate
 from onlyif.train.ds_config import build_ds_config, lr_factor
 
 ENGINE_TAG = "engine"
@@ -303,7 +303,7 @@ def _export_hf(root: Path, engine: Any, codec: Any, state: dict[str, Any] | None
     """``hf_model/``: fp32 ``save_pretrained`` weights plus the tokenizer (rank 0; ZeRO-3 passes gathered ``state``)."""
     import torch
 
-    from onlyif.train.model import save_codec
+    from onlyif.lm.codec import save_codec
 
     weights = state if state is not None else _full_state_dict(engine, zero_stage=0)
     engine.module.config.dtype = torch.float32

@@ -21,7 +21,7 @@ def response_nll(
     import torch
     import torch.nn.functional as F
 
-    from onlyif.train.data import IGNORE_INDEX, collate
+    from onlyif.lm.batches import IGNORE_INDEX, collate
 
     seqs = [np.asarray([*p, *r], dtype=np.int64) for p, r in zip(prompts, responses, strict=True)]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
