@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("onlyif.data.mix_cmd", "build a budgeted, diversity-aware mixture of real instruction data"),
     "diversity": ("onlyif.data.diversity_cmd", "diversity metrics of a dataset or mixture"),
     "train": ("onlyif.train.train_cmd", "fine-tune a causal LM with Ray Train + DeepSpeed"),
-    "eval": ("onlyif.eval.eval_cmd", "evaluate a model (exact match on the rewrite task)"),
+    "eval": ("onlyif.eval.eval_cmd", "evaluate a model: exact match, code pass@k (sandboxed), an eval suite"),
     "sweep": ("onlyif.sweep.sweep_cmd", "run a budget-vs-diversity grid with Ray Tune and MLflow"),
     "report": ("onlyif.report.report_cmd", "turn a sweep into curves, heatmaps and the emergence threshold"),
     "reproduce": ("onlyif.sweep.reproduce_cmd", "run the embedded-default emergence reproduction (CPU-sized)"),
