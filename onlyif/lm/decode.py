@@ -1,9 +1,15 @@
-"""Batched greedy decoding with a KV cache for any HF causal LM (left-padded prompts, stop at EOS)."""
+"""Batched decoding with a KV cache for any HF causal LM: greedy or sampled (temperature, top-p, a seed per row),
+left-padded prompts sorted by length, each row stopping at EOS, its budget or a caller's stop check."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+StopCheck = Callable[[int, list[int]], bool]
+"""``stop_check(row_index, generated_ids) -> bool``: True ends that row (its ids so far are kept)."""
+
+_MASK64 = (1 << 64) - 1
 
 
 def greedy_decode(
@@ -14,27 +20,58 @@ def greedy_decode(
     pad_id: int,
     batch_size: int = 256,
 ) -> list[list[int]]:
-    """Greedy continuations of ``prompts`` (token ids), each cut after EOS or its ``max_new_tokens``.
+    """Greedy continuations of ``prompts`` (token ids), each cut after EOS or its ``max_new_tokens``: exact
+    match's entry point into :func:`decode`."""
+    return decode(model, prompts, max_new_tokens, eos_id, pad_id, batch_size=batch_size)
 
-    Prompts are sorted by length and decoded ``batch_size`` at a time: one forward over the left-padded prompts,
-    then one token per step reusing the KV cache; a batch stops when every row has emitted EOS or its budget.
-    Returned ids exclude the prompt and include the EOS when one was produced.
+
+def decode(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: Sequence[int] | int,
+    eos_id: int,
+    pad_id: int,
+    batch_size: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | Sequence[int] = 0,
+    stop_check: StopCheck | None = None,
+) -> list[list[int]]:
+    """Continuations of ``prompts`` (token ids): greedy at ``temperature`` 0, else sampled from the softmax at that
+    temperature restricted to the ``top_p`` nucleus.
+
+    Prompts are grouped by :func:`decode_batches` (sorted by length, ``batch_size`` at a time): one forward over
+    the left-padded prompts, then one token per step reusing the KV cache; a batch stops when every row has
+    emitted EOS, spent its budget or been stopped by ``stop_check`` (called with the row's index in ``prompts``
+    after each of its tokens). Returned ids exclude the prompt and include the EOS when one was produced.
+
+    Sampling draws row ``i``'s uniforms from its own generator seeded with ``seed[i]`` (an int ``seed`` gives
+    ``row_seed(seed, i)``), so a row's tokens depend on its seed and logits only, not on the rest of its batch.
     """
     import torch
 
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"decode: temperature must be >= 0 and top_p in (0, 1] (got {temperature}, {top_p})")
     n = len(prompts)
     budgets = [int(max_new_tokens)] * n if isinstance(max_new_tokens, int) else [int(m) for m in max_new_tokens]
-    order = sorted(range(n), key=lambda i: (len(prompts[i]), budgets[i]))
+    seeds = [row_seed(seed, i) for i in range(n)] if isinstance(seed, int) else [int(s) for s in seed]
+    if len(budgets) != n or len(seeds) != n:
+        raise ValueError(f"decode: {n} prompts but {len(budgets)} budgets and {len(seeds)} seeds")
     out: list[list[int]] = [[] for _ in range(n)]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
+            for idx in decode_batches(prompts, budgets, batch_size):
+                pick = None
+                if temperature > 0:
+                    pick = _Sampler(temperature, top_p, [seeds[i] for i in idx], [budgets[i] for i in idx], device)
+                check = None
+                if stop_check is not None:
+                    check = _batch_check(stop_check, idx)
                 rows = _decode_batch(
-                    model, [prompts[i] for i in idx], [budgets[i] for i in idx], eos_id, pad_id, device
+                    model, [prompts[i] for i in idx], [budgets[i] for i in idx], eos_id, pad_id, device, pick, check
                 )
                 for i, row in zip(idx, rows, strict=True):
                     out[i] = row
@@ -43,8 +80,84 @@ def greedy_decode(
     return out
 
 
+def decode_batches(prompts: Sequence[Sequence[int]], budgets: Sequence[int], batch_size: int) -> list[list[int]]:
+    """The rows :func:`decode` decodes together: indices sorted by (prompt length, budget), ``batch_size`` a batch.
+    Decoding each group on its own gives the same tokens as decoding all at once."""
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), budgets[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def row_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed mixed from ``seed`` and integer keys (splitmix64 steps): well-separated streams per row."""
+    x = _splitmix64(seed & _MASK64)
+    for key in keys:
+        x = _splitmix64(x ^ (key & _MASK64))
+    return x >> 1
+
+
+def stop_on_strings(decode_text: Callable[[list[int]], str], stops: Sequence[Sequence[str]]) -> StopCheck:
+    """A stop check ending row ``i`` once its generated text contains one of ``stops[i]``.
+
+    Each call decodes only a tail window of the row's ids, long enough to hold the longest stop string (one byte
+    a token at least) — the string can only have appeared with the newest token, and every token is checked."""
+    windows = [max((len(s.encode("utf-8")) for s in row), default=0) + 2 for row in stops]
+
+    def check(i: int, ids: list[int]) -> bool:
+        if not stops[i]:
+            return False
+        tail = decode_text(ids[-windows[i] :])
+        return any(s in tail for s in stops[i])
+
+    return check
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _batch_check(stop_check: StopCheck, idx: list[int]) -> StopCheck:
+    return lambda j, ids: stop_check(idx[j], ids)
+
+
+class _Sampler:
+    """Picks the next token of each row by inverse-CDF sampling with uniforms fixed per (row seed, step)."""
+
+    def __init__(self, temperature: float, top_p: float, seeds: list[int], budgets: list[int], device: Any) -> None:
+        import torch
+
+        self.temperature, self.top_p = temperature, top_p
+        u = torch.zeros((len(seeds), max(max(budgets), 0)), dtype=torch.float32)
+        for i, (s, b) in enumerate(zip(seeds, budgets, strict=True)):
+            if b > 0:
+                u[i, :b] = torch.rand(b, generator=torch.Generator().manual_seed(s), dtype=torch.float32)
+        self.uniforms = u.to(device)
+
+    def __call__(self, logits: Any, t: int) -> Any:
+        import torch
+
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        order = None
+        if self.top_p < 1:
+            probs, order = probs.sort(dim=-1, descending=True)
+            probs = probs * ((probs.cumsum(-1) - probs) < self.top_p)  # the nucleus: always its first token
+        cum = probs.cumsum(-1)
+        target = self.uniforms[:, t : t + 1] * cum[:, -1:]
+        choice = torch.searchsorted(cum, target, right=True).clamp_(max=cum.shape[-1] - 1)
+        return (choice if order is None else order.gather(-1, choice))[:, 0]
+
+
 def _decode_batch(
-    model: Any, prompts: list[Sequence[int]], budgets: list[int], eos_id: int, pad_id: int, device: Any
+    model: Any,
+    prompts: list[Sequence[int]],
+    budgets: list[int],
+    eos_id: int,
+    pad_id: int,
+    device: Any,
+    pick: Callable[[Any, int], Any] | None = None,
+    stop_check: StopCheck | None = None,
 ) -> list[list[int]]:
     import torch
 
@@ -62,6 +175,8 @@ def _decode_batch(
     steps = int(budget.max())
     generated = torch.full((b, max(steps, 0)), pad_id, dtype=torch.long, device=device)
     done = budget <= 0
+    stopped: dict[int, int] = {}  # row -> generated length when stop_check ended it
+    history: list[list[int]] = [[] for _ in range(b)]
     cache = None
     step_ids, step_pos = input_ids, positions
     for t in range(steps):
@@ -74,10 +189,17 @@ def _decode_batch(
             logits_to_keep=1,
         )
         cache = outputs.cache
-        nxt = outputs.logits[:, -1, :].argmax(-1)
+        logits = outputs.logits[:, -1, :]
+        nxt = logits.argmax(-1) if pick is None else pick(logits, t)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         generated[:, t] = nxt
         done = done | (nxt == eos_id) | (budget <= t + 1)
+        if stop_check is not None:
+            ends = _check_rows(stop_check, history, nxt.tolist(), done.tolist())
+            for i in ends:
+                stopped[i] = t + 1
+            if ends:
+                done = done | torch.as_tensor([i in stopped for i in range(b)], device=device)
         if bool(done.all()):
             steps = t + 1
             break
@@ -87,8 +209,19 @@ def _decode_batch(
             mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=device)], dim=1)
     rows = []
     for i, row in enumerate(generated[:, :steps].tolist()):
-        row = row[: budgets[i]]
+        row = row[: stopped.get(i, budgets[i])]
         if eos_id in row:
             row = row[: row.index(eos_id) + 1]
         rows.append(row)
     return rows
+
+
+def _check_rows(stop_check: StopCheck, history: list[list[int]], ids: list[int], done: list[bool]) -> list[int]:
+    """Append each still-running row's new token to its history; the rows ``stop_check`` ends now."""
+    ends = []
+    for i, (tok, finished) in enumerate(zip(ids, done, strict=True)):
+        if not finished:
+            history[i].append(tok)
+            if stop_check(i, history[i]):
+                ends.append(i)
+    return ends
