@@ -43,7 +43,7 @@ LANE_UID_BASE = 61000
 _LANE_UID_SPAN = 4096
 _STDERR_TAIL = 2048
 _PATH = "/usr/local/bin:/usr/bin:/bin"
-_UNSHARE_ARGS = ("--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child")
+_NAMESPACES = ("--net", "--pid", "--fork", "--kill-child")
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,9 @@ def _main():
         code = compile(src, "prog.py", "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:
         fail(b"syntax", e, None)
-    import builtins, types
+    import builtins
     builtins.exit = builtins.quit = sys.exit  # what site would add (-S skips it)
-    main = types.ModuleType("__main__")
+    main = type(sys)("__main__")
     main.__file__ = prog
     sys.modules["__main__"] = main
     sys.argv = [prog]
@@ -262,6 +262,7 @@ def _probe_report() -> dict[str, bool | str]:
         result = run_program(probe, Limits(timeout_s=30.0))
     words = result.stdout_tail.split() if result.passed else []
     uid_drop = setup.root
+    limited = uid_drop or setup.namespaces  # RLIMIT_NPROC binds: not uid 0, or counted in a user namespace
     if setup.namespaces:
         cleanup = "the pid namespace dies with its first process (killed on timeout)"
     elif setup.root:
@@ -271,13 +272,13 @@ def _probe_report() -> dict[str, bool | str]:
     return {
         "fresh_process": True,
         "env_scrubbed": True,
-        "rlimits": "cpu, address space, file size, open files, core=0" + (", processes" if uid_drop else ""),
+        "rlimits": "cpu, address space, file size, open files, core=0" + (", processes" if limited else ""),
         "uid_drop": uid_drop,
         "lane_uids": f"{LANE_UID_BASE}+slot" if uid_drop else "",
-        "process_limit": uid_drop or setup.namespaces,
+        "process_limit": limited,
         "files_protected": uid_drop,
         "no_new_privs": setup.setpriv is not None,
-        "user_namespace": setup.namespaces,
+        "user_namespace": setup.namespaces and not setup.root,
         "network_namespace": bool(words) and words[0] == "blocked",
         "pid_namespace": bool(words) and words[1] != "1",
         "namespaces_error": setup.namespaces_error,
@@ -288,36 +289,13 @@ def _probe_report() -> dict[str, bool | str]:
 
 
 def _run(source: str, limits: Limits, setup: _Setup, lane: _Lane, run_dir: str) -> ExecResult:
-    prog = os.path.join(run_dir, "prog.py")
-    work = os.path.join(run_dir, "work")
-    with open(prog, "w", encoding="utf-8") as f:
-        f.write(source)
-    os.mkdir(work, 0o700)
-    if lane.uid is not None:
-        os.chmod(run_dir, 0o711)
-        os.chown(prog, 0, lane.uid)
-        os.chmod(prog, 0o640)
-        os.chown(work, lane.uid, lane.uid)
-    if setup.namespaces:  # unshare and the namespace's init count too
-        nproc = str(limits.processes + 2)
-    else:
-        nproc = str(limits.processes) if setup.root else f"+{limits.processes}"
-    args = [
-        prog,
-        "",  # channel fd, below
-        str(math.ceil(limits.cpu_s)),
-        str(limits.memory_mb << 20),
-        str(limits.file_size_mb << 20),
-        nproc,
-        str(limits.open_files),
-        setup.paths,
-    ]
+    prog, work = _prepare(source, lane, run_dir)
+    nonce = secrets.token_hex(16)
     parent_sock, child_sock = socket.socketpair()
-    try:
-        nonce = secrets.token_hex(16).encode()
-        parent_sock.sendall(nonce)
-        args[1] = str(child_sock.fileno())
-        cmd, kwargs = _command(setup, lane, [setup.interpreter, "-S", "-P", "-c", _HARNESS, *args])
+    with parent_sock, child_sock:
+        parent_sock.sendall(nonce.encode())
+        argv = [setup.interpreter, "-S", "-P", "-c", _HARNESS, *_harness_args(prog, child_sock, limits, setup)]
+        cmd, kwargs = _command(setup, lane, argv)
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -335,19 +313,18 @@ def _run(source: str, limits: Limits, setup: _Setup, lane: _Lane, run_dir: str) 
             raise OnlyIfError(f"sandbox: cannot start {cmd[0]}: {e}") from e
         child_sock.close()
         watch = _Watch(proc, limits, start)
-        watch.loop()
-        if not watch.exited:
-            _kill(proc, setup.namespaces)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.monotonic() - start
-        if not setup.namespaces:
-            _cleanup_plain(setup, lane, proc.pid)
-        watch.drain()
+        try:
+            watch.loop()
+        finally:  # also when the evaluator is interrupted: nothing is left running
+            if not watch.exited:
+                _kill(proc, setup.namespaces)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.monotonic() - start
+            if not setup.namespaces:
+                _cleanup_plain(setup, lane, proc.pid)
+            watch.drain()
         messages = _receive(parent_sock)
-    finally:
-        parent_sock.close()
-        child_sock.close()
     try:  # the namespace's init reports the program's own exit status
         exit_code = int(messages["EXIT"])
     except (KeyError, ValueError):
@@ -356,8 +333,8 @@ def _run(source: str, limits: Limits, setup: _Setup, lane: _Lane, run_dir: str) 
     passed, kind, note = _classify(messages, nonce, exit_code, watch, cpu, limits)
     stderr = watch.err.tail()[-_STDERR_TAIL:]
     if note:
-        stderr = stderr[-(_STDERR_TAIL - len(note) - 1) :] + (b"\n" if stderr and not stderr.endswith(b"\n") else b"")
-        stderr += note.encode() + b"\n"
+        stderr = stderr[-(_STDERR_TAIL - len(note) - 1) :]
+        stderr += (b"\n" if stderr and not stderr.endswith(b"\n") else b"") + note.encode() + b"\n"
     return ExecResult(
         passed=passed,
         kind=kind,
@@ -368,11 +345,43 @@ def _run(source: str, limits: Limits, setup: _Setup, lane: _Lane, run_dir: str) 
     )
 
 
+def _prepare(source: str, lane: _Lane, run_dir: str) -> tuple[str, str]:
+    """Write the program (readable, not writable, by the lane) and make its empty cwd (the lane's own)."""
+    prog = os.path.join(run_dir, "prog.py")
+    work = os.path.join(run_dir, "work")
+    with open(prog, "w", encoding="utf-8") as f:
+        f.write(source)
+    os.mkdir(work, 0o700)
+    if lane.uid is not None:
+        os.chmod(run_dir, 0o711)
+        os.chown(prog, 0, lane.uid)
+        os.chmod(prog, 0o640)
+        os.chown(work, lane.uid, lane.uid)
+    return prog, work
+
+
+def _harness_args(prog: str, chan: socket.socket, limits: Limits, setup: _Setup) -> list[str]:
+    if setup.namespaces:  # the namespace's init counts too (and unshare, in a user namespace)
+        nproc = str(limits.processes + (1 if setup.root else 2))
+    else:  # as a plain user RLIMIT_NPROC counts all of the user's processes: allow this many more
+        nproc = str(limits.processes) if setup.root else f"+{limits.processes}"
+    return [
+        prog,
+        str(chan.fileno()),
+        str(math.ceil(limits.cpu_s)),
+        str(limits.memory_mb << 20),
+        str(limits.file_size_mb << 20),
+        nproc,
+        str(limits.open_files),
+        setup.paths,
+    ]
+
+
 def _classify(
-    messages: dict[str, str], nonce: bytes, exit_code: int, watch: _Watch, cpu: float, limits: Limits
+    messages: dict[str, str], nonce: str, exit_code: int, watch: _Watch, cpu: float, limits: Limits
 ) -> tuple[bool, str | None, str]:
     """(passed, kind, note for stderr) from the harness's messages, the exit status and why we killed it."""
-    finished = messages.get("PASS") == nonce.decode()
+    finished = messages.get("PASS") == nonce
     if finished and exit_code == 0 and watch.exited:
         return True, None, ""
     reported = messages.get("FAIL", "")
@@ -525,11 +534,14 @@ def _cleanup_plain(setup: _Setup, lane: _Lane, pgid: int) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     if lane.uid is not None:
-        code = "import os\nfor _ in range(3):\n    try:\n        os.kill(-1, 9)\n    except OSError:\n        break\n"
-        cmd, kwargs = _command(setup, lane, [setup.interpreter, "-S", "-c", code], namespaces=False)
-        subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd="/", env=_env("/"), check=False, **kwargs
-        )
+        _kill_lane_uid(setup, lane)
+
+
+def _kill_lane_uid(setup: _Setup, lane: _Lane) -> None:
+    """kill(-1, SIGKILL) from a process of the lane uid: every other process of that uid dies."""
+    code = "import os\nfor _ in range(3):\n    try:\n        os.kill(-1, 9)\n    except OSError:\n        break\n"
+    cmd, kwargs = _command(setup, lane, [setup.interpreter, "-S", "-c", code], namespaces=False)
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd="/", env=_env("/"), check=False, **kwargs)
 
 
 def _receive(sock: socket.socket) -> dict[str, str]:
@@ -554,18 +566,26 @@ def _receive(sock: socket.socket) -> dict[str, str]:
 def _command(
     setup: _Setup, lane: _Lane, argv: list[str], *, namespaces: bool | None = None
 ) -> tuple[list[str], dict[str, Any]]:
-    """The full command line (privilege drop, namespaces, then ``argv``) and extra Popen arguments."""
-    prefix: list[str] = []
-    kwargs: dict[str, Any] = {}
-    if setup.setpriv:
-        prefix = [setup.setpriv, "--no-new-privs"]
-        if lane.uid is not None:
-            prefix += [f"--reuid={lane.uid}", f"--regid={lane.uid}", "--clear-groups"]
-    elif lane.uid is not None:
-        kwargs = {"user": lane.uid, "group": lane.uid, "extra_groups": []}
+    """The full command line (namespaces, privilege drop, then ``argv``) and extra Popen arguments.
+
+    Root: ``unshare`` makes the network and pid namespaces and switches to the lane uid in its child. A plain
+    user: a user namespace first (``--map-root-user``). ``setpriv`` (when present) sets no_new_privs and kills
+    the process when its parent dies, so nothing outlives a killed evaluator.
+    """
+    guard = [setup.setpriv, "--pdeathsig=KILL"] if setup.setpriv else []
+    uid = lane.uid
     if setup.namespaces if namespaces is None else namespaces:
-        prefix += [setup.unshare or "unshare", *_UNSHARE_ARGS]
-    return prefix + argv, kwargs
+        assert setup.unshare is not None
+        if uid is None:
+            return [*guard, "--no-new-privs", setup.unshare, "--user", "--map-root-user", *_NAMESPACES, *argv], {}
+        drop = [f"--setgid={uid}", f"--setuid={uid}"]  # unshare's --setuid clears the parent-death signal:
+        inner = [*guard, "--no-new-privs"] if guard else []  # set it again inside
+        return [*guard, setup.unshare, *_NAMESPACES, *drop, *inner, *argv], {}
+    if uid is None:
+        return [*guard, "--no-new-privs", *argv] if guard else argv, {}
+    if guard:
+        return [*guard, "--no-new-privs", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv], {}
+    return argv, {"user": uid, "group": uid, "extra_groups": []}
 
 
 def _env(cwd: str) -> dict[str, str]:
@@ -603,6 +623,8 @@ def _lane(slot: int, setup: _Setup) -> _Lane:
         if lane is None:
             uid, fd = _claim_uid(slot, setup.tmp_root) if setup.root else (None, None)
             lane = _lanes[slot] = _Lane(slot, uid, threading.Lock(), fd)
+            if uid is not None:  # leftovers of an evaluator that died without cleaning up
+                _kill_lane_uid(setup, lane)
         return lane
 
 
@@ -655,7 +677,7 @@ def _probe_setup() -> _Setup:
     if unshare is None:
         return _replace(setup, namespaces_error="no unshare on PATH")
     lane = _lane(0, setup)
-    check = "import os, sys\nsys.exit(0 if os.getpid() == 1 else 3)"
+    check = f"import os, sys\nsys.exit(0 if os.getpid() == 1 and os.getuid() == {lane.uid or 0} else 3)"
     cmd, kwargs = _command(setup, lane, [interpreter, "-S", "-c", check], namespaces=True)
     try:
         done = subprocess.run(
