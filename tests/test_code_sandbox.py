@@ -425,3 +425,10 @@ def test_fallback_without_namespaces(without_namespaces):
     assert processes(lambda cmdline, uid: marker in cmdline) == []
     assert run("import os\nos.kill(-1, 9)\n").kind in (None, "killed", "runtime")  # only the lane's own
     assert run("open('/etc/sandbox-escape', 'w')\n").kind == "runtime"
+
+
+def test_host_processes_are_hidden(report):
+    if not report["private_proc"]:
+        pytest.skip("no private /proc here: the program sees the host's process list")
+    result = run(f"import os\nassert not os.path.exists('/proc/{os.getpid()}')\nprint(len(os.listdir('/proc')) > 0)\n")
+    assert result.passed, result.stderr_tail

@@ -43,7 +43,7 @@ LANE_UID_BASE = 61000
 _LANE_UID_SPAN = 4096
 _STDERR_TAIL = 2048
 _PATH = "/usr/local/bin:/usr/bin:/bin"
-_NAMESPACES = ("--net", "--pid", "--fork", "--kill-child")
+_NAMESPACES = ("--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc")
 
 
 @dataclass(frozen=True)
@@ -256,8 +256,7 @@ def _probe_report() -> dict[str, bool | str]:
             "import os, socket\n"
             f"s = socket.socket()\ns.settimeout(2)\ntry:\n    s.connect(('127.0.0.1', {port}))\n    net = 'open'\n"
             "except OSError:\n    net = 'blocked'\n"
-            "nspid = [l for l in open('/proc/self/status') if l.startswith('NSpid:')][0].split()[1:]\n"
-            "print(net, len(nspid))\n"
+            "print(net, os.getpid(), sum(p.isdigit() for p in os.listdir('/proc')))\n"
         )
         result = run_program(probe, Limits(timeout_s=30.0))
     words = result.stdout_tail.split() if result.passed else []
@@ -280,7 +279,8 @@ def _probe_report() -> dict[str, bool | str]:
         "no_new_privs": setup.setpriv is not None,
         "user_namespace": setup.namespaces and not setup.root,
         "network_namespace": bool(words) and words[0] == "blocked",
-        "pid_namespace": bool(words) and words[1] != "1",
+        "pid_namespace": bool(words) and int(words[1]) <= 2,  # the namespace's init is 1, the program 2
+        "private_proc": bool(words) and int(words[2]) <= 2,  # /proc shows only the program's own processes
         "namespaces_error": setup.namespaces_error,
         "cleanup": cleanup,
         "interpreter": setup.interpreter,
