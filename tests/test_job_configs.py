@@ -17,6 +17,7 @@ CLASSES = {
     "sweep": "onlyif.sweep.config:SweepConfig",
     "reproduce": "onlyif.sweep.config:SweepConfig",
     "mix": "onlyif.data.mixture_config:MixtureConfig",
+    "eval": "onlyif.eval.suite.config:SuiteConfig",
 }
 
 
