@@ -90,7 +90,7 @@ class ExecResult:
 
 
 # The child's main: argv = prog, channel fd, cpu s, address space, file size, nproc ("+N": N more than this uid
-# runs now, "0": none), open files, extra sys.path entries. Kept small and stdlib-only: it runs in every program.
+# runs now), open files, extra sys.path entries. Kept small and stdlib-only: it runs in every program.
 _HARNESS = r"""
 import os, sys
 def _limit(res, soft, hard):
@@ -114,12 +114,12 @@ def _init(chan):
     # First process of a new pid namespace: stay as its init (reaps orphans; ignores signals from inside) and run
     # the program in a child with ordinary signal semantics; report the child's exit status, then exit (which
     # kills whatever else runs in the namespace).
-    import signal
     pid = os.fork()
     if pid == 0:
         os.setsid()
         return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import _signal  # not signal: it imports enum, slow
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     while True:
         try:
             child, status = os.wait()
@@ -150,8 +150,7 @@ def _main():
     _limit(resource.RLIMIT_NOFILE, int(nofile), int(nofile))
     if nproc.startswith("+"):
         nproc = int(nproc) + _tasks_of_this_uid()
-    if int(nproc):
-        _limit(resource.RLIMIT_NPROC, int(nproc), int(nproc))
+    _limit(resource.RLIMIT_NPROC, int(nproc), int(nproc))
     if os.getpid() == 1:
         _init(chan)
     def fail(kind, exc, tb, note=""):
