@@ -412,6 +412,22 @@ def test_suite_summary_records_and_mlflow(trained_model, sets, tmp_path):
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["summary.json"]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_suite_on_cuda_agrees_with_cpu(trained_model, sets, tmp_path):
+    cfg = suite_cfg(
+        sets,
+        gsm8k={"kind": "qa", "path": str(sets / "gsm8k.jsonl"), "max_new_tokens": 40, "chat_template": False},
+        mmlu={"kind": "choice", "path": str(sets / "mmlu.jsonl"), "shots": 2},
+    )
+    runs = {dev: run_suite(trained_model, cfg, tmp_path / dev, device=dev) for dev in ("cpu", "cuda")}
+    assert json.loads((tmp_path / "cuda" / "summary.json").read_text())["device"] == "cuda"
+    assert runs["cuda"] == pytest.approx(runs["cpu"])
+    for name, keys in (("gsm8k", ("output",)), ("mmlu", ("pred", "pred_norm"))):
+        cpu, gpu = ([json.loads(x) for x in (tmp_path / d / f"{name}.jsonl").read_text().splitlines()] for d in runs)
+        assert [[r[k] for k in keys] for r in gpu] == [[r[k] for k in keys] for r in cpu]
+
+
 def test_chat_template_required_but_missing(random_model, sets, tmp_path):
     cfg = suite_cfg(sets, mmlu={"kind": "choice", "path": str(sets / "mmlu.jsonl"), "chat_template": True})
     with pytest.raises(OnlyIfError, match="task mmlu: chat_template is true but the model's tokenizer has no chat"):
