@@ -14,6 +14,10 @@ TASKS: dict[str, tuple[str, str]] = {
         "onlyif.eval.exact_match_cmd",
         "greedy decoding (KV cache) and exact match on the whole output",
     ),
+    "code": (
+        "onlyif.eval.code.cmd",
+        "pass@k of generated code run in a sandbox (HumanEval, MBPP and EvalPlus files)",
+    ),
     "suite": (
         "onlyif.eval.suite.cmd",
         "several tasks (QA exact match, multiple choice by log-likelihood, code pass@k) on one model, one summary",
