@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from onlyif.eval.code.sandbox import ExecResult, Limits, run_program
 
@@ -26,9 +27,11 @@ def run_programs(
     *,
     workers: int | None = None,
     desc: str = "programs",
+    keep_stdout: bool = False,
 ) -> list[ExecResult]:
     """Run each source once (``limits`` one for all or one per source) over ``workers`` lanes (default: the CPU
-    count); a progress bar shows on a terminal."""
+    count); a progress bar shows on a terminal. Programs' stdout is dropped unless ``keep_stdout`` (thousands of
+    results would otherwise hold up to ``limits.output_bytes`` each)."""
     from tqdm import tqdm
 
     n = len(sources)
@@ -47,7 +50,8 @@ def run_programs(
                 i = next(todo, None)
             if i is None:
                 return
-            results[i] = run_program(sources[i], per[i], slot=slot)
+            result = run_program(sources[i], per[i], slot=slot)
+            results[i] = result if keep_stdout else replace(result, stdout_tail="")
             with lock:
                 bar.update()
 

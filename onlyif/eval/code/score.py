@@ -67,7 +67,7 @@ def expected_outputs(problems: Sequence[Problem], limits: Limits, workers: int |
         output_limit_mb=max(512, limits.output_limit_mb),
     )
     sources = [expected_program(p, _input_sets(p)) for p in todo]
-    results = run_programs(sources, generous, workers=workers, desc="canonical outputs")
+    results = run_programs(sources, generous, workers=workers, desc="canonical outputs", keep_stdout=True)
     out: dict[str, Expected] = {}
     for problem, result in zip(todo, results, strict=True):
         parsed = parse_expected(result.stdout_tail) if result.passed else None
