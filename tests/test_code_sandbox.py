@@ -432,3 +432,23 @@ def test_host_processes_are_hidden(report):
         pytest.skip("no private /proc here: the program sees the host's process list")
     result = run(f"import os\nassert not os.path.exists('/proc/{os.getpid()}')\nprint(len(os.listdir('/proc')) > 0)\n")
     assert result.passed, result.stderr_tail
+
+
+def test_temp_dir_removed_even_when_made_hard_to_remove():
+    result = run(
+        """
+        import os
+        top = os.getcwd()
+        os.makedirs("locked/inner")
+        open("locked/inner/f", "w").write("x")
+        os.chmod("locked/inner", 0)
+        os.chmod("locked", 0)
+        for _ in range(1500):  # deeper than Python's recursion limit
+            os.mkdir("d")
+            os.chdir("d")
+        print(top)
+        """,
+        Limits(timeout_s=60.0),
+    )
+    assert result.passed, result.stderr_tail
+    assert not os.path.exists(os.path.dirname(result.stdout_tail.strip()))

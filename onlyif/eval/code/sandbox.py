@@ -220,6 +220,19 @@ _report_lock = threading.Lock()
 _report_value: dict[str, bool | str] | None = None
 
 
+def _after_fork_in_child() -> None:
+    """A forked evaluator (e.g. a process pool) claims lanes of its own: the parent's uids stay the parent's."""
+    global _setup_lock, _lanes_lock, _report_lock
+    _setup_lock, _lanes_lock, _report_lock = threading.Lock(), threading.Lock(), threading.Lock()
+    for lane in _lanes.values():
+        if lane.lock_fd is not None:
+            os.close(lane.lock_fd)
+    _lanes.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def run_program(source: str, limits: Limits = Limits(), *, slot: int = 0) -> ExecResult:
     """Run ``source`` as ``__main__`` of a fresh sandboxed process and classify the outcome.
 
@@ -231,11 +244,11 @@ def run_program(source: str, limits: Limits = Limits(), *, slot: int = 0) -> Exe
     setup = _setup()
     lane = _lane(slot, setup)
     with lane.lock:
-        run_dir = tempfile.mkdtemp(prefix=f"run-{slot}-", dir=setup.tmp_root)
+        run_dir = tempfile.mkdtemp(prefix=f"run-{os.getpid()}-{slot}-", dir=setup.tmp_root)
         try:
             return _run(source, limits, setup, lane, run_dir)
         finally:
-            shutil.rmtree(run_dir, onerror=_force_remove)
+            _remove_tree(run_dir)
 
 
 def isolation_report() -> dict[str, bool | str]:
@@ -348,7 +361,7 @@ def _prepare(source: str, lane: _Lane, run_dir: str) -> tuple[str, str]:
     """Write the program (readable, not writable, by the lane) and make its empty cwd (the lane's own)."""
     prog = os.path.join(run_dir, "prog.py")
     work = os.path.join(run_dir, "work")
-    with open(prog, "w", encoding="utf-8") as f:
+    with open(prog, "w", encoding="utf-8", errors="surrogatepass") as f:  # lone surrogates: kind "syntax"
         f.write(source)
     os.mkdir(work, 0o700)
     if lane.uid is not None:
@@ -603,17 +616,12 @@ def _env(cwd: str) -> dict[str, str]:
     }
 
 
-def _force_remove(func: Any, path: str, exc_info: Any) -> None:
-    """rmtree error handler: a program may leave directories without permissions (non-root runs)."""
+def _remove_tree(path: str) -> None:
     try:
-        os.chmod(os.path.dirname(path), 0o700)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-    except OSError:
-        pass
+        shutil.rmtree(path)
+    except (OSError, RecursionError):  # directories left without permissions, or nested deeper than Python recurses
+        subprocess.run(["chmod", "-R", "u+rwx", path], capture_output=True, check=False)
+        subprocess.run(["rm", "-rf", "--one-file-system", path], capture_output=True, check=False)
 
 
 def _lane(slot: int, setup: _Setup) -> _Lane:
@@ -661,6 +669,7 @@ def _setup() -> _Setup:
 def _probe_setup() -> _Setup:
     root = os.geteuid() == 0
     tmp_root = _private_dir(os.path.join(tempfile.gettempdir(), f"onlyif-sandbox-{os.geteuid()}"), 0o711)
+    _remove_stale_runs(tmp_root)
     interpreter, paths = _interpreter(root)
     unshare = shutil.which("unshare", path=_PATH)
     setup = _Setup(
@@ -688,6 +697,19 @@ def _probe_setup() -> _Setup:
         error = done.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit status {done.returncode}"
         return _replace(setup, namespaces_error=error)
     return _replace(setup, namespaces=True)
+
+
+def _remove_stale_runs(tmp_root: str) -> None:
+    """Temp dirs of evaluators that died before removing them (``run-PID-SLOT-*`` whose PID is gone)."""
+    for name in os.listdir(tmp_root):
+        parts = name.split("-")
+        if len(parts) == 4 and parts[0] == "run" and parts[1].isdigit():
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                _remove_tree(os.path.join(tmp_root, name))
+            except PermissionError:
+                pass
 
 
 def _replace(setup: _Setup, **changes: Any) -> _Setup:
