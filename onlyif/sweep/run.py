@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
-
 from onlyif.config import read_yaml, save_config, validate_config
 from onlyif.errors import OnlyIfError
 from onlyif.io import write_json_atomic
@@ -88,46 +86,16 @@ def _scheduler(cfg: SweepConfig) -> Any:
     )
 
 
-class TrialProgress(Callback):
-    """One progress line: trials finished out of the grid, with the last finished point's id."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into its experiment state
-        return {"total": self.total}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.bar is None:
-            from tqdm.auto import tqdm
-
-            done = sum(1 for t in trials if t.status == "TERMINATED")
-            self.bar = tqdm(total=self.total, initial=done, desc="sweep", unit="trial", leave=False)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.on_step_begin(iteration, trials)
-        self.bar.update(1)
-        self.bar.set_postfix_str(trial.config["point"]["id"])
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def preflight(cfg: SweepConfig, points: list[Point]) -> None:
     """Refuse, before anything is written or started, inputs that every trial would trip over: a missing model
     directory, a missing mixture source file, eval splits found nowhere. (Reads no data.)"""
     from onlyif.data.mixture_config import SourceConfig
     from onlyif.data.sources import locate_source
-    from onlyif.lm.models import check_model_dir
+    from onlyif.lm.models import check_model_dir, resolve_pretrained
     from onlyif.train.api import eval_split_dirs
 
     for model in sorted({p.train["model"]["pretrained"] for p in points if p.train["model"]["pretrained"]}):
-        check_model_dir(model)
+        check_model_dir(resolve_pretrained(model, "train.model.pretrained"))  # converts a GGUF model once
     if cfg.mixture is None:
         return
     sources = {json.dumps(s, sort_keys=True) for p in points for s in (p.mixture or {})["sources"]}
@@ -198,6 +166,7 @@ def run_sweep(
 
     from onlyif.ray_utils import init_ray
     from onlyif.sweep.mlflow_log import MlflowTrialLogger
+    from onlyif.sweep.progress import SweepProgress
     from onlyif.sweep.trainable import run_trial
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment tables on the console
@@ -254,7 +223,7 @@ def run_sweep(
                 verbose=0,
                 callbacks=[
                     MlflowTrialLogger(state["tracking_uri"], state["experiment_id"], state["parent_run_id"]),
-                    TrialProgress(len(valid)),
+                    SweepProgress(len(valid), cfg.report.metric),
                 ],
             ),
         )
