@@ -359,9 +359,9 @@ def test_no_network_to_localhost(report):
 def test_killing_the_parent_does_not_reach_the_evaluator(attack):
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # in our process group
     try:
-        result = run(f"import os, signal, time\n{attack}\ntime.sleep(0.2)\n", QUICK)
+        result = run(f"import os, signal, time\n{attack}\ntime.sleep(0.2)\n")
         assert bystander.poll() is None, "a process of the evaluator's group was killed"
-        assert result.kind in (None, "killed", "runtime")  # kill(-1) finds nothing to kill: ProcessLookupError
+        assert result.kind in (None, "killed", "runtime"), result  # kill(-1) finding nothing: ProcessLookupError
         assert run("print('alive')").passed
     finally:
         bystander.kill()
