@@ -255,7 +255,7 @@ def test_temp_dir_is_fresh_and_removed():
     assert not os.path.exists(os.path.dirname(cwd))
 
 
-def test_cannot_write_or_delete_outside_the_temp_dir(report):
+def test_cannot_write_or_delete_outside_the_temp_dir(report, tmp_path):
     if not report["files_protected"]:
         pytest.skip("programs run as the evaluator's own user here: files it can write are not protected")
     outside = Path(tempfile.mkdtemp(prefix="sandbox-outside-"))
@@ -264,6 +264,8 @@ def test_cannot_write_or_delete_outside_the_temp_dir(report):
         victim = outside / "victim.txt"
         victim.write_text("precious")
         victim.chmod(0o644)
+        own = tmp_path / "test-owned.txt"  # under pytest's root-only temp root
+        own.write_text("mine")
         project_file = REPO / f"sandbox-escape-{uuid.uuid4().hex}.txt"
         home_file = Path.home() / f"sandbox-escape-{uuid.uuid4().hex}.txt"
         result = run(
@@ -279,6 +281,8 @@ def test_cannot_write_or_delete_outside_the_temp_dir(report):
                 "chmod": lambda: os.chmod(victim, 0o666),
                 "new file beside it": lambda: open(victim + ".new", "w").write("x"),
                 "rmtree": lambda: shutil.rmtree(os.path.dirname(victim)),
+                "tmp_path delete": lambda: os.remove({str(own)!r}),
+                "tmp_path overwrite": lambda: open({str(own)!r}, "w").write("gone"),
                 "project": lambda: open({str(project_file)!r}, "w").write("x"),
                 "home": lambda: open({str(home_file)!r}, "w").write("x"),
             }}
@@ -292,7 +296,7 @@ def test_cannot_write_or_delete_outside_the_temp_dir(report):
         )
         assert result.passed, result.stderr_tail
         assert victim.read_text() == "precious" and sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
-        assert not project_file.exists() and not home_file.exists()
+        assert not project_file.exists() and not home_file.exists() and own.read_text() == "mine"
     finally:
         subprocess.run(["rm", "-rf", str(outside)], check=True)
 
