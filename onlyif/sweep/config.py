@@ -161,18 +161,20 @@ class SweepConfig(Config):
         the saved config from anywhere."""
         from onlyif.data.mixture_config import absolute_paths
         from onlyif.io import absolute
+        from onlyif.lm.models import absolute_pretrained
 
         data = self.to_dict()
         model = data["train"].get("model")
         if isinstance(model, dict) and model.get("pretrained"):
-            model["pretrained"] = absolute(model["pretrained"], base)
+            model["pretrained"] = absolute_pretrained(model["pretrained"], base)
         if data["mixture"] is not None:
             data["mixture"] = absolute_paths(data["mixture"], base)
         data["eval_data"] = [absolute(p, base) for p in data["eval_data"]]
         data["data_cache"] = absolute(data["data_cache"], base)
         for key, values in data["grid"]["axes"].items():
             if key.endswith((".path", "model.pretrained")):
+                fix = absolute_pretrained if key.endswith("model.pretrained") else absolute
                 data["grid"]["axes"][key] = [
-                    [absolute(x, base) for x in v] if isinstance(v, list) else absolute(v, base) for v in values
+                    [fix(x, base) for x in v] if isinstance(v, list) else fix(v, base) for v in values
                 ]
         return SweepConfig.model_validate(data)

@@ -103,9 +103,9 @@ def _max_length(cfg: TrainConfig) -> int:
         return cfg.model.n_positions
     from transformers import AutoConfig
 
-    from onlyif.lm.models import max_positions
+    from onlyif.lm.models import max_positions, resolve_pretrained
 
-    return max_positions(AutoConfig.from_pretrained(cfg.model.pretrained)) or 2048
+    return max_positions(AutoConfig.from_pretrained(resolve_pretrained(cfg.model.pretrained))) or 2048
 
 
 def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> tuple[list[Any], int]:
@@ -229,7 +229,7 @@ def run_training(
     from ray.train.torch import TorchTrainer
 
     from onlyif.lm.codec import load_codec
-    from onlyif.lm.models import check_model_dir
+    from onlyif.lm.models import check_model_dir, resolve_pretrained
     from onlyif.ray_utils import init_ray
     from onlyif.train.tracking import MetricsCallback, end_mlflow_run, read_history, start_mlflow_run
 
@@ -237,9 +237,12 @@ def run_training(
     evals = [Path(p).resolve() for p in eval_data or []]
     out = Path(out_dir).resolve()
     kind = dataset_kind(data, "train")
+    model_dir = None
+    worker_cfg = cfg.to_dict()  # workers get the HF directory a GGUF model was converted into, here, once
     if cfg.model.pretrained is not None:
-        check_model_dir(cfg.model.pretrained)
-    codec = load_codec(cfg.model.pretrained, cfg.data.chat_template)
+        model_dir = check_model_dir(resolve_pretrained(cfg.model.pretrained, "model.pretrained"))
+        worker_cfg["model"]["pretrained"] = str(model_dir.resolve())
+    codec = load_codec(model_dir, cfg.data.chat_template)
     if kind == "text" and isinstance(codec, CharCodec):
         raise ConfigError(
             f"model.pretrained: {data / 'train'} holds prompt/response text; the from-scratch GPT-2 reads only the "
@@ -280,7 +283,7 @@ def run_training(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
-            "cfg": cfg.to_dict(),
+            "cfg": worker_cfg,
             "codec": codec,
             "eval_items": eval_items,
             "rows_per_worker": per_worker,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from onlyif.lm.models import check_model_dir, load_causal_lm
+from onlyif.lm.models import check_model_dir, load_causal_lm, resolve_pretrained
 from onlyif.tasks.tokenizer import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
 from onlyif.train.config import ModelConfig
 
@@ -14,7 +14,9 @@ def build_model(cfg: ModelConfig) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     if cfg.pretrained is not None:
-        return load_causal_lm(check_model_dir(cfg.pretrained), "model.pretrained")
+        return load_causal_lm(
+            check_model_dir(resolve_pretrained(cfg.pretrained, "model.pretrained")), "model.pretrained"
+        )
     config = GPT2Config(
         vocab_size=CharTokenizer().vocab_size,
         n_positions=cfg.n_positions,
