@@ -13,6 +13,7 @@ from onlyif.config import validate_config
 from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.eval.code.extract import (
     FUNCTION_STOPS,
+    answer_complete,
     extract_code,
     fenced_blocks,
     prompt_preamble,
@@ -156,6 +157,15 @@ def test_extract_code_without_fences_and_unterminated():
     assert extract_code(cut, "f") == "def f(x):\n    return [x,\n"
     inline_close = "```python\ndef f(x):\n    return x```\nmore text"
     assert extract_code(inline_close, "f") == "def f(x):\n    return x\n"
+
+
+def test_answer_complete_once_a_closed_block_defines_the_entry_point():
+    assert not answer_complete("```python\ndef f(x):\n    return x\n", "f")  # still open
+    assert not answer_complete("```python\ndef g(x):\n    return x\n```\n", "f")
+    done = "```python\ndef f(x):\n    return x\n```"
+    assert answer_complete(done, "f") and extract_code(done + "\nMore: ```python\ndef f(): pass\n```", "f") == (
+        extract_code(done, "f")
+    )
 
 
 def test_truncate_at_stops_and_preamble():

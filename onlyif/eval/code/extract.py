@@ -21,10 +21,12 @@ PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block: its info-string tag (lower case, ``""`` when untagged) and dedented code."""
+    """One fenced block: its info-string tag (lower case, ``""`` when untagged), dedented code, and whether its
+    closing fence came."""
 
     tag: str
     code: str
+    closed: bool = True
 
 
 def fenced_blocks(text: str) -> list[Block]:
@@ -42,13 +44,13 @@ def fenced_blocks(text: str) -> list[Block]:
         elif stripped.startswith("```") or stripped.endswith("```"):
             if not stripped.startswith("```"):  # code and the closing fence on one line
                 lines.append(line.rstrip()[:-3])
-            found.append((tag, lines))
+            found.append((tag, lines, True))
             tag = None
         else:
             lines.append(line)
     if tag is not None:
-        found.append((tag, lines))
-    blocks = [Block(tag, textwrap.dedent("\n".join(lines)).strip("\n") + "\n") for tag, lines in found]
+        found.append((tag, lines, False))
+    blocks = [Block(tag, textwrap.dedent("\n".join(lines)).strip("\n") + "\n", closed) for tag, lines, closed in found]
     return [b for b in blocks if b.code.strip()]
 
 
@@ -71,6 +73,12 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
         if block.tag in PYTHON_TAGS:
             return block.code
     return max(blocks, key=lambda b: len(b.code)).code
+
+
+def answer_complete(text: str, entry_point: str) -> bool:
+    """Whether a chat answer already holds a closed block defining ``entry_point``: :func:`extract_code` would
+    pick that block whatever followed, so decoding may stop."""
+    return any(b.closed and defines(b.code, entry_point) for b in fenced_blocks(text))
 
 
 def truncate_at_stops(text: str, stops: tuple[str, ...] | list[str]) -> str:

@@ -4,12 +4,12 @@ extracted from the chat answer). In process, or on a pool of Ray Data model acto
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import textwrap
 import zlib
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -19,6 +19,7 @@ from onlyif.errors import OnlyIfError
 from onlyif.eval.code.extract import (
     FUNCTION_STOPS,
     PROGRAM_STOPS,
+    answer_complete,
     defines,
     extract_code,
     prompt_preamble,
@@ -49,7 +50,7 @@ class GenerationConfig(Config):
     """``auto``: through the chat template when the tokenizer has one."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Row:
     """One decoding: the problem it samples, its prompt ids, token budget, seed and stop strings."""
 
@@ -58,6 +59,8 @@ class _Row:
     budget: int
     seed: int
     stops: tuple[str, ...]
+    answer_of: str | None = None
+    """A chat answer's entry point: decoding stops once the answer holds a closed block defining it."""
 
 
 def generate_samples(
@@ -150,7 +153,9 @@ def plan_rows(
             continue
         key = zlib.crc32(problem.task_id.encode())
         for j in range(n):
-            rows.append(_Row(p_index, ids, budget, row_seed(gen.seed, key, j), stops_for(problem, chat)))
+            seed = row_seed(gen.seed, key, j)
+            answer_of = problem.entry_point if chat else None
+            rows.append(_Row(p_index, ids, budget, seed, stops_for(problem, chat), answer_of))
     if too_long:
         task, length = too_long[0]
         more = f" (and {len(too_long) - 1} more)" if len(too_long) > 1 else ""
@@ -182,12 +187,19 @@ def decode_rows(lm: Any, tokenizer: Any, rows: list[_Row], gen: GenerationConfig
         return []
     eos_id = int(tokenizer.eos_token_id)
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id)
-    ends = _end_ids(lm) - {eos_id}
+    ends = end_ids(lm) - {eos_id}
 
     def text(ids: list[int]) -> str:
         return tokenizer.decode(ids, skip_special_tokens=True)
 
     on_strings = stop_on_strings(text, [r.stops for r in rows])
+
+    def stop(i: int, ids: list[int]) -> bool:
+        if ids[-1] in ends or on_strings(i, ids):
+            return True
+        entry = rows[i].answer_of  # a full decode only while a fence is in the last few tokens
+        return entry is not None and "```" in text(ids[-6:]) and answer_complete(text(ids), entry)
+
     outputs = decode(
         lm,
         [r.prompt_ids for r in rows],
@@ -198,12 +210,12 @@ def decode_rows(lm: Any, tokenizer: Any, rows: list[_Row], gen: GenerationConfig
         temperature=gen.temperature,
         top_p=gen.top_p,
         seed=[r.seed for r in rows],
-        stop_check=lambda i, ids: ids[-1] in ends or on_strings(i, ids),
+        stop_check=stop,
     )
     return [text(ids) for ids in outputs]
 
 
-def _end_ids(lm: Any) -> set[int]:
+def end_ids(lm: Any) -> set[int]:
     """Every end-of-sequence id of the model's generation config (chat models often list their end-of-turn)."""
     value = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
     if value is None:
@@ -240,7 +252,7 @@ class CodeGenActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         texts = []
         for group in batch["group"]:
-            rows = [_Row(r["problem"], r["ids"], r["budget"], r["seed"], tuple(r["stops"])) for r in json.loads(group)]
+            rows = [_Row(**{**r, "stops": tuple(r["stops"])}) for r in json.loads(group)]
             texts.append(json.dumps(decode_rows(self.lm, self.tokenizer, rows, self.gen)))
         return {"texts": texts}
 
@@ -254,18 +266,7 @@ def _decode_on_actors(model_dir: Any, rows: list[_Row], gen: GenerationConfig, d
 
     init_ray()
     groups = decode_batches([r.prompt_ids for r in rows], [r.budget for r in rows], gen.batch_size)
-    items = [
-        {
-            "group": json.dumps(
-                [
-                    {"problem": rows[i].problem, "ids": rows[i].prompt_ids, "budget": rows[i].budget}
-                    | {"seed": rows[i].seed, "stops": list(rows[i].stops)}
-                    for i in group
-                ]
-            )
-        }
-        for group in groups
-    ]
+    items = [{"group": json.dumps([dataclasses.asdict(rows[i]) for i in group])} for group in groups]
     gpus = float(ray.cluster_resources().get("GPU", 0))
     if device == "cuda" and gpus == 0:
         raise OnlyIfError("--device cuda: the Ray cluster has no GPU (use auto or cpu)")
