@@ -190,3 +190,24 @@ def test_bad_inputs_fail_fast_with_one_line(data, tmp_path):
     with pytest.raises(OnlyIfError, match="prompt '.*': prompt\\+response is \\d+ tokens, longer than the model's 16"):
         run_training(tiny_cfg(model__n_positions=16), long_rows, tmp_path / "e")
     assert not any((tmp_path / x).exists() for x in "abcdefg")  # nothing written for a run that cannot start
+
+
+def test_llama_arch_learns_and_stops_early_once_training_rows_are_reproduced(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "data", n_train=2048)
+    cfg = tiny_cfg(
+        model__arch="llama",
+        model__n_embd=64,
+        batch_size=64,
+        epochs=15,
+        eval__every_epochs=0,
+        early_stop={"train_exact_match": 0.5, "sample": 64, "patience": 2},
+    )
+    out = run_training(cfg, data, tmp_path / "run")
+    probe = [h["train/exact_match"] for h in out.history]
+    stop = len(out.history)
+    assert stop < 15 and out.metrics["early_stopped"] == 1, probe  # learned before the schedule's end
+    assert probe[-1] >= 0.5 and probe[-2] >= 0.5 and (stop == 2 or probe[-3] < 0.5), probe  # the first streak of 2
+    assert "test_unseen/exact_match" in out.metrics  # the last epoch is evaluated and exported like any final one
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out.model_dir).config.model_type == "llama"

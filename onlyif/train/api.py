@@ -167,12 +167,16 @@ def eval_split_dirs(splits: list[str], data_dir: Path | None, eval_data: list[Pa
     return out
 
 
-def _eval_items(cfg: TrainConfig, roots: dict[str, Path], codec: Codec, max_length: int) -> dict[str, list[dict]]:
+def _eval_items_of(codec: Codec, root: Path, split: str, limit: int | None) -> list[dict]:
     from onlyif.eval.exact_match import eval_items
 
+    return eval_items(codec, read_rows(root, split, limit))
+
+
+def _eval_items(cfg: TrainConfig, roots: dict[str, Path], codec: Codec, max_length: int) -> dict[str, list[dict]]:
     out = {}
     for split, root in roots.items():
-        items = eval_items(codec, read_rows(root, split, cfg.eval.max_examples))
+        items = _eval_items_of(codec, root, split, cfg.eval.max_examples)
         longest = max((len(it["prompt_ids"]) + it["budget"] for it in items), default=0)
         if longest > max_length:
             raise OnlyIfError(f"{root / split}: examples need {longest} positions, the model has {max_length}")
@@ -255,6 +259,7 @@ def run_training(
     max_length = _max_length(cfg)
     shards, per_worker = _train_shards(cfg, data, codec, kind)
     eval_items = _eval_items(cfg, eval_split_dirs(cfg.eval.splits, data, evals), codec, max_length)
+    probe_items = _eval_items_of(codec, data, "train", cfg.early_stop.sample) if cfg.early_stop else []
     total_steps = total_optimizer_steps(per_worker, cfg)
     if total_steps < 1:
         raise OnlyIfError(
@@ -286,6 +291,7 @@ def run_training(
             "cfg": worker_cfg,
             "codec": codec,
             "eval_items": eval_items,
+            "probe_items": probe_items,
             "rows_per_worker": per_worker,
             "total_steps": total_steps,
         },

@@ -14,18 +14,23 @@ from onlyif.config import Config
 
 
 class ModelConfig(Config):
-    """The causal LM: a GPT-2 trained from scratch on the character tokenizer, or a pretrained HF directory."""
+    """The causal LM: a decoder trained from scratch on the character tokenizer, or a pretrained HF directory."""
 
     pretrained: str | None = None
     """Path of an HF causal-LM directory (``config.json`` + weights + tokenizer). When set, the arch fields below
     are ignored and text is tokenized with the directory's tokenizer (or ``onlyif_tokenizer.json`` when present)."""
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    """From-scratch architecture: ``gpt2`` (the paper's: learned absolute positions, LayerNorm, GELU MLP) or
+    ``llama`` (rotary positions, RMSNorm, SwiGLU MLP; learns the rewrite task about twice as fast per epoch)."""
     n_layer: int = Field(2, ge=1)
     n_embd: int = Field(64, ge=8)
     n_head: int = Field(4, ge=1)
     n_positions: int = Field(128, ge=8)
     """Longest sequence (prompt + response) the model accepts; longer training rows are refused."""
+    n_inner: int | None = Field(None, ge=8)
+    """Hidden width of each MLP (default 4 × n_embd)."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Residual, embedding and attention dropout of the from-scratch GPT-2."""
+    """Residual, embedding and attention dropout of the from-scratch model."""
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -121,6 +126,18 @@ class EvalConfig(Config):
     """Failures (prompt, expected, got) kept per split and evaluation in ``eval/*.jsonl``."""
 
 
+class EarlyStopConfig(Config):
+    """End training before ``epochs`` once the model reproduces its own training data: greedy exact match on the
+    first ``sample`` training rows at or above ``train_exact_match`` after ``patience`` epochs in a row (counted
+    from the start, or from a resume). The learning-rate schedule still spans ``epochs``."""
+
+    train_exact_match: float = Field(0.99, gt=0.0, le=1.0)
+    sample: int = Field(256, ge=1)
+    """Training rows decoded after every epoch (the first ones, in file order: a random sample of the shuffled
+    generated data)."""
+    patience: int = Field(2, ge=1)
+
+
 class CheckpointConfig(Config):
     """DeepSpeed engine checkpoints reported to Ray Train after every epoch."""
 
@@ -141,6 +158,9 @@ class TrainConfig(Config):
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    early_stop: EarlyStopConfig | None = None
+    """Stop once the training data is learned (``train/exact_match`` is reported every epoch); null = run all
+    ``epochs``."""
     batch_size: int = Field(64, ge=1)
     """Micro-batch size per worker (global batch = batch_size × num_workers × grad_accum)."""
     epochs: int = Field(2, ge=1)

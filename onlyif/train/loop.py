@@ -4,6 +4,7 @@ The loop reads only its ``config`` (built by :func:`onlyif.train.api.run_trainin
 
 * ``cfg`` — the :class:`TrainConfig` as a dict;
 * ``codec`` — the tokenizer codec; ``eval_items`` — {split: items} decoded after evaluated epochs;
+* ``probe_items`` — training rows decoded after every epoch for ``early_stop`` (empty without it);
 * ``rows_per_worker`` and ``total_steps`` — fixed by the driver so every worker runs the same number of steps.
 
 Each epoch ends with ``ray.train.report(metrics, checkpoint=...)``: every worker saves its DeepSpeed engine
@@ -118,20 +119,38 @@ def _eval_model(engine: Any, cfg: TrainConfig, state: dict[str, Any] | None) -> 
     return model.to(next(engine.module.parameters()).device)
 
 
+def _records(model: Any, codec: Any, items: list[dict], batch_size: int) -> tuple[list[int], list[dict]]:
+    """Greedy records of this rank's stride of ``items`` (indices and records)."""
+    import ray.train
+
+    from onlyif.eval.exact_match import generate_records
+
+    ctx = ray.train.get_context()
+    mine = list(range(ctx.get_world_rank(), len(items), ctx.get_world_size()))
+    return mine, generate_records(model, codec, [items[i] for i in mine], batch_size)
+
+
+def _probe(engine: Any, cfg: TrainConfig, codec: Any, items: list[dict], state: dict | None) -> float:
+    """Exact match on the probe sample of training rows (for early stopping), over all ranks."""
+    import torch.distributed as dist
+
+    _, records = _records(_eval_model(engine, cfg, state), codec, items, cfg.eval.batch_size)
+    ok, n = _allreduce([sum(r["ok"] for r in records), len(records)], dist)
+    return ok / max(n, 1)
+
+
 def _evaluate(engine: Any, cfg: TrainConfig, codec: Any, eval_items: dict, state: dict | None) -> tuple[dict, dict]:
     """Exact match and response loss on every eval split, over rank-strided slices gathered on all ranks."""
     import ray.train
     import torch.distributed as dist
 
-    from onlyif.eval.exact_match import flat_metrics, generate_records, items_nll, summarize
+    from onlyif.eval.exact_match import flat_metrics, items_nll, summarize
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    world = ray.train.get_context().get_world_size()
     model = _eval_model(engine, cfg, state)
     metrics, summaries = {}, {}
     for split, items in eval_items.items():
-        mine = list(range(rank, len(items), world))
-        records = generate_records(model, codec, [items[i] for i in mine], cfg.eval.batch_size)
+        mine, records = _records(model, codec, items, cfg.eval.batch_size)
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, list(zip(mine, records, strict=True)))
         merged = [rec for _, rec in sorted(pair for part in gathered for pair in part)]
@@ -183,6 +202,7 @@ def train_loop(config: dict[str, Any]) -> None:
     chunk = cfg.batch_size * cfg.data.bucket_batches
     collate_fn = _Collate(cfg.batch_size, codec.pad_id)
     last_epoch = cfg.epochs - 1
+    learned = 0  # epochs in a row with the probe of training rows at the early-stop mark
     for epoch in range(start_epoch, cfg.epochs):
         if engine.global_steps >= total_steps:
             break
@@ -240,6 +260,15 @@ def train_loop(config: dict[str, Any]) -> None:
         (peak_rss,) = _allreduce([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024], dist, op="max")
         history_tokens += int(tokens_total)
         final = epoch == last_epoch or engine.global_steps >= total_steps
+        probing = bool(config.get("probe_items"))
+        # ZeRO-3 decodes from gathered full weights (a collective, so decided alike on every rank)
+        state = _full_state_dict(engine, 3) if cfg.deepspeed.zero_stage == 3 and (probing or final) else None
+        probe: dict[str, Any] = {}
+        if probing:
+            probe["train/exact_match"] = _probe(engine, cfg, codec, config["probe_items"], state)
+            learned = learned + 1 if probe["train/exact_match"] >= cfg.early_stop.train_exact_match else 0
+            if learned >= cfg.early_stop.patience and not final:
+                final, probe["early_stopped"] = True, 1
         metrics: dict[str, Any] = {
             "kind": "epoch",
             "epoch": epoch + 1,
@@ -251,12 +280,13 @@ def train_loop(config: dict[str, Any]) -> None:
             "lr": engine.get_lr()[0],
             "epoch_seconds": train_seconds,
             "peak_rss_mb": peak_rss,
+            **probe,
         }
         evaluate = config["eval_items"] and (
             final or (cfg.eval.every_epochs and (epoch + 1) % cfg.eval.every_epochs == 0)
         )
-        need_state = cfg.deepspeed.zero_stage == 3 and (evaluate or final)
-        state = _full_state_dict(engine, 3) if need_state else None
+        if state is None and cfg.deepspeed.zero_stage == 3 and evaluate:
+            state = _full_state_dict(engine, 3)
         summaries: dict[str, Any] = {}
         if evaluate:
             t_eval = time.perf_counter()
