@@ -4,7 +4,7 @@ the emergence phenomenon with the least training compute, robustly over seeds.
 Learning dynamics do not depend on the device, so the search runs many small single-process trainings at once
 (e.g. on a GPU machine's cores and GPU); the CPU cost of each setting is measured separately on the target CPU.
 Each job trains one setting at one I on one seed, with the data ``onlyif generate`` would write for the preset
-(same plan and chunks), the same model factory, AdamW parameter groups, warmup + decay and clipping as the
+(same plan and chunks), the trainer's model factory, AdamW parameter groups, warmup + decay and clipping as the
 trainer, and scores greedy exact match on applied examples of ``test_seen`` / ``test_unseen`` after every epoch.
 
     python bench/preset_search.py --jobs jobs.json --out results.jsonl --procs 12 --device cuda
@@ -58,34 +58,6 @@ def split_rows(task: Any) -> dict[str, dict[str, list]]:
     return out
 
 
-def build(arch: str, model: dict[str, Any]) -> Any:
-    """The model of a setting: ``gpt2`` through the trainer's own factory, ``llama`` (RoPE, RMSNorm, SwiGLU)."""
-    from onlyif.train.config import ModelConfig
-    from onlyif.train.model import build_model
-
-    if arch == "gpt2":
-        return build_model(ModelConfig(**model))
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from onlyif.tasks.tokenizer import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
-
-    d = model["n_embd"]
-    cfg = LlamaConfig(
-        vocab_size=CharTokenizer().vocab_size,
-        hidden_size=d,
-        intermediate_size=model.get("ffn", 4 * d),
-        num_hidden_layers=model["n_layer"],
-        num_attention_heads=model["n_head"],
-        num_key_value_heads=model["n_head"],
-        max_position_embeddings=model["n_positions"],
-        tie_word_embeddings=model.get("tie", True),
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
-    )
-    return LlamaForCausalLM(cfg)
-
-
 def run_job(job: dict[str, Any], device: str) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -97,6 +69,7 @@ def run_job(job: dict[str, Any], device: str) -> dict[str, Any]:
     from onlyif.train.config import TrainConfig
     from onlyif.train.ds_config import lr_factor
     from onlyif.train.loop import param_groups
+    from onlyif.train.model import build_model
 
     t0 = time.perf_counter()
     preset = _preset()
@@ -106,8 +79,6 @@ def run_job(job: dict[str, Any], device: str) -> dict[str, Any]:
         | {"seed": job["seed"]}
     )
     train_dict = _merge(preset["train"], job.get("train", {}))
-    arch = train_dict["model"].pop("arch", "gpt2")
-    extra = {k: train_dict["model"].pop(k) for k in ("ffn", "tie") if k in train_dict["model"]}
     cfg = TrainConfig.model_validate(train_dict | {"seed": job["seed"], "mlflow": False})
     rows = split_rows(task)
     codec = CharCodec()
@@ -118,7 +89,7 @@ def run_job(job: dict[str, Any], device: str) -> dict[str, Any]:
         evals[split] = [it for it in items if not it["noop"]]
 
     torch.manual_seed(cfg.seed)
-    model = build(arch, cfg.model.model_dump() | extra).to(device)
+    model = build_model(cfg.model).to(device)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(
         param_groups(model, cfg.optim.weight_decay),
@@ -193,7 +164,7 @@ def select(results: list[dict[str, Any]], top: int, min_acc: float) -> list[dict
             ranked.append((cost, -min(finals), name, rs[0]))
     ranked.sort(key=lambda t: t[:3])
     jobs = []
-    for _, _, name, r in ranked[:top]:
+    for *_, r in ranked[:top]:
         budget = r.get("budget", 20000)
         for i in (10, 100, 1000, budget):
             for seed in (0, 1, 2):
