@@ -161,8 +161,9 @@ def test_comparison_ranks_points_and_reads_a_trend():
     result = compare(summary, "test_code/loss", varying(df))
     assert [p["setting"]["share.code"] for p in result.points] == [1.0, 0.5, 0.2]
     assert result.conclusion[0] == "test_code/loss: lowest at share.code=1.0 (2.0050)."
-    assert "larger than twice the seed-to-seed std" in result.conclusion[2]
-    assert "falls monotonically as share.code goes from 0.2 to 1" in result.conclusion[3]
+    assert result.conclusion[1] == "Its lead over the runner-up (share.code=0.5, 2.5050) is 0.5000."
+    assert "lead exceeds twice the seed-to-seed std" in result.conclusion[3]
+    assert "falls monotonically as share.code goes from 0.2 to 1" in result.conclusion[4]
     flipped = compare(
         summarize(df.assign(**{"test_code/exact_match": -df["test_code/loss"]}), ["test_code/exact_match"]),
         "test_code/exact_match",
@@ -214,6 +215,17 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
     )
     build_mixture(held, tmp_path / "heldout", progress=False)
     tiny_hf_model(tmp_path / "llama")
+    problems = [  # a HumanEval-format file whose prompts fit the tiny model's 64 positions
+        {
+            "task_id": f"Tiny/{i}",
+            "prompt": f"def {name}(a, b):\n",
+            "canonical_solution": f"    return a {op} b\n",
+            "test": f"def check(candidate):\n    assert candidate(6, 3) == {value}\n",
+            "entry_point": name,
+        }
+        for i, (name, op, value) in enumerate((("add", "+", 9), ("sub", "-", 3), ("mul", "*", 18)))
+    ]
+    (tmp_path / "tiny_code.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems))
     config = {
         "name": "mixtiny",
         "mixture": _mixture(),
@@ -226,6 +238,7 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
             "eval": {"splits": ["test_code"], "max_examples": 16},
             "checkpoint": {"keep": 1},
         },
+        "evaluate": {"code": {"benchmark": "tiny_code.jsonl", "generation": {"max_new_tokens": 8}}},
         "grid": {
             "axes": {
                 "mixture.fractions": [{"code": 1.0, "general": 0.0}, {"code": 0.5, "general": 0.5}],
@@ -244,13 +257,17 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
     assert all(m["rows"] == 48 for m in manifests)
 
     report = json.loads((exp / "report" / "report.json").read_text())
-    assert report["mode"] == "comparison" and report["metric"] == "test_code/loss"
-    assert len(report["points"]) == 4 and all(0 < p["mean"] < 20 for p in report["points"])
-    means = [p["mean"] for p in report["points"]]
-    assert means == sorted(means)  # best (lowest loss) first
-    assert report["conclusion"][0].startswith("test_code/loss: lowest at ")
+    # ranked by the sandboxed code evaluation of each trial's model (a random model: pass@1 is 0, the pipeline real)
+    assert report["mode"] == "comparison" and report["metric"] == "tiny_code/pass@1"
+    assert len(report["points"]) == 4 and all(p["mean"] == 0.0 for p in report["points"])
+    assert report["conclusion"][0].startswith("tiny_code/pass@1: highest at ")
     assert (exp / "report" / "plots" / "points.png").stat().st_size > 0
-    assert "share.code" in (exp / "report" / "report.md").read_text()
+    md = (exp / "report" / "report.md").read_text()
+    assert "share.code" in md and "test_code/loss" in md  # the held-out loss still in the table
+    for trial in (exp / "trials").iterdir():
+        summary = json.loads((trial / "evaluate" / "code" / "summary.json").read_text())
+        assert summary["n_problems"] == 3 and summary["metrics"] == {"tiny_code/pass@1": 0.0}
+        assert len((trial / "evaluate" / "code" / "results.jsonl").read_text().splitlines()) == 3
 
     state = json.loads((exp / "state.json").read_text())
     client = MlflowClient(state["tracking_uri"])
@@ -261,9 +278,9 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
     run = runs[0]
     assert run.data.params["mixture.budget"] == "48" and "grid.share.code" in run.data.params
     assert run.data.metrics["mixture.rows"] == 48.0 and "diversity.overall.vendi" in run.data.metrics
-    assert "test_code/loss" in run.data.metrics
+    assert "test_code/loss" in run.data.metrics and run.data.metrics["tiny_code/pass_at_1"] == 0.0
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
-    assert "dataset_manifest.json" in artifacts
+    assert {"dataset_manifest.json", "evaluation_summary.json"} <= set(artifacts)
     assert (exp / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()  # artifacts beside the store
     from onlyif.report.report_cmd import make_report
 

@@ -3,6 +3,7 @@ and how the metric moves along a numeric factor such as a source's share (pure: 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +12,14 @@ import pandas as pd
 
 from onlyif.report.analysis import label_columns
 
+HEADLINE = re.compile(r"^[^/]+/(loss|exact_match|accuracy|accuracy_norm|score)$|^[^/]+(/plus)?/pass@\d+$")
+"""Headline metrics of a comparison: per split ``loss`` / ``exact_match``; of a model evaluation
+``<benchmark>/pass@k`` (and ``/plus/pass@k``), ``<task>/accuracy`` / ``exact_match``, ``suite/score``."""
+
 
 def comparison_metrics(df: pd.DataFrame) -> list[str]:
-    """Per-split headline metrics present in ``df``: ``<split>/loss`` and ``<split>/exact_match``."""
-    return sorted(c for c in df.columns if c.count("/") == 1 and c.endswith(("/loss", "/exact_match")))
+    """The headline metrics present in ``df`` (see :data:`HEADLINE`)."""
+    return sorted(c for c in df.columns if HEADLINE.match(c) and df[c].notna().any())
 
 
 def lower_is_better(metric: str) -> bool:
@@ -67,13 +72,22 @@ def compare(summary: pd.DataFrame, metric: str, factors: list[str]) -> Compariso
     best, worst = points[0], points[-1]
     out = [f"{metric}: {word} at {_setting_text(best['setting']) or 'the only point'} ({best['mean']:.4f})."]
     if len(points) > 1:
+        runner = points[1]
+        lead = abs(best["mean"] - runner["mean"])
         gap = abs(best["mean"] - worst["mean"])
+        out.append(
+            f"Its lead over the runner-up ({_setting_text(runner['setting'])}, {runner['mean']:.4f}) is {lead:.4f}."
+        )
         out.append(f"Worst at {_setting_text(worst['setting'])} ({worst['mean']:.4f}); spread {gap:.4f}.")
-        stds = [p["std"] for p in (best, worst) if p["std"] is not None]
+        stds = [p["std"] for p in points if p["std"] is not None]
         if stds:
             noise = max(stds)
-            verdict = "larger" if gap > 2 * noise else "not clearly larger"
-            out.append(f"The spread is {verdict} than twice the seed-to-seed std ({noise:.4f}).")
+            lead_word = "exceeds" if lead > 2 * noise else "does not exceed"
+            spread_word = "larger" if gap > 2 * noise else "not clearly larger"
+            out.append(
+                f"The best point's lead {lead_word} twice the seed-to-seed std ({noise:.4f}, the largest over the "
+                f"points); the spread is {spread_word} than that."
+            )
         else:
             out.append("One seed per point: no seed-to-seed spread to compare the differences with.")
     x = numeric_factor(summary, factors)

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from onlyif.errors import OnlyIfError
+from onlyif.mlflow_names import from_mlflow
 from onlyif.sweep.grid import family_label
 
 
@@ -55,5 +56,6 @@ def trials_from_mlflow(uri: str, parent_run_id: str) -> pd.DataFrame:
         tags = run.data.tags
         if run.info.status != "FINISHED" or POINT_TAG not in tags:
             continue
-        rows.append(_row(json.loads(tags[POINT_TAG]), run.data.metrics, tags[TRIAL_TAG], tags[POINT_ID_TAG]))
+        metrics = {from_mlflow(k): v for k, v in run.data.metrics.items()}
+        rows.append(_row(json.loads(tags[POINT_TAG]), metrics, tags[TRIAL_TAG], tags[POINT_ID_TAG]))
     return pd.DataFrame(rows)

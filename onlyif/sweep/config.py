@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from onlyif.config import Config
+from onlyif.eval.model_eval import ModelEvalConfig
 
 DEFAULT_METRIC = "test_unseen/exact_match_applied"
 
@@ -127,6 +128,11 @@ class SweepConfig(Config):
     eval_data: list[str] = Field(default_factory=list)
     """Dataset folders holding the eval splits named in ``train.eval.splits`` (e.g. held-out sets written by
     ``onlyif mix`` with ``output_split: test_code``); searched before each trial's own data."""
+    evaluate: ModelEvalConfig | None = None
+    """Evaluate each trial's exported model after training (mixture sweeps): ``code`` (sandboxed pass@k, e.g.
+    ``{benchmark: humaneval, max_problems: 20}``) and/or ``suite`` (an ``onlyif eval suite`` config, inline). The
+    metrics (``humaneval/pass@1``, ``suite/score``, ...) join the trial's results, its MLflow run and the report,
+    which then ranks by them by default."""
     data_cache: str | None = None
     """Folder of generated datasets keyed by config hash (default: ``EXP_DIR/data``); must be shared by all
     nodes on a cluster."""
@@ -137,6 +143,8 @@ class SweepConfig(Config):
         if self.mixture is None:
             if mixture_axes:
                 raise ValueError(f"grid.axes: {mixture_axes[0]} needs a base mixture (the sweep's mixture: key)")
+            if self.evaluate is not None:
+                raise ValueError("evaluate: scores models trained on text; it needs a mixture sweep (mixture: key)")
             return self
         if self.task:
             raise ValueError("task: a mixture sweep trains on the mixture; leave task empty")
@@ -152,7 +160,7 @@ class SweepConfig(Config):
                 "train.eval.splits: a mixture sweep compares its mixtures on eval splits; name at least one"
             )
         if "metric" not in self.report.model_fields_set:
-            self.report.metric = f"{splits[0]}/loss"
+            self.report.metric = self.evaluate.default_metric() if self.evaluate else f"{splits[0]}/loss"
         return self
 
     def with_absolute_paths(self, base: str | os.PathLike) -> SweepConfig:
@@ -171,6 +179,8 @@ class SweepConfig(Config):
             data["mixture"] = absolute_paths(data["mixture"], base)
         data["eval_data"] = [absolute(p, base) for p in data["eval_data"]]
         data["data_cache"] = absolute(data["data_cache"], base)
+        if self.evaluate is not None:
+            data["evaluate"] = self.evaluate.with_absolute_paths(base).to_dict()
         for key, values in data["grid"]["axes"].items():
             if key.endswith((".path", "model.pretrained")):
                 fix = absolute_pretrained if key.endswith("model.pretrained") else absolute

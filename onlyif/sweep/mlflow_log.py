@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from onlyif.mlflow_names import to_mlflow
 from onlyif.train.tracking import flatten_params, numeric
 
 TRIAL_TAG = "onlyif.trial_id"
@@ -22,6 +23,8 @@ PARENT_TAG = "mlflow.parentRunId"
 STOPPED_TAG = "onlyif.stopped_early"
 MANIFEST_KEY = "dataset_manifest"
 """Key of the final Tune result that carries the dataset manifest (a JSON string) to the driver."""
+EVALUATION_KEY = "evaluation_summary"
+"""Key of the final Tune result that carries the model evaluation's summary (code pass@k, suite) as JSON."""
 
 _TUNE_KEYS = {
     "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
@@ -151,11 +154,13 @@ class MlflowTrialLogger(Callback):
         seen = self._logged.setdefault(trial.trial_id, {})
         fresh = {k: v for k, v in numeric_metrics(result).items() if seen.get(k) != (step, v)}
         seen.update({k: (step, v) for k, v in fresh.items()})  # the final result repeats the last epoch's values
-        metrics = [Metric(k, v, ts, step) for k, v in fresh.items()]
+        metrics = [Metric(to_mlflow(k), v, ts, step) for k, v in fresh.items()]
         for i in range(0, len(metrics), 500):
             self.client.log_batch(run_id, metrics=metrics[i : i + 500])
         if MANIFEST_KEY in result:
             self.client.log_text(run_id, result[MANIFEST_KEY], "dataset_manifest.json")
+        if EVALUATION_KEY in result:
+            self.client.log_text(run_id, result[EVALUATION_KEY], "evaluation_summary.json")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_id(trial)

@@ -209,6 +209,7 @@ def run_sweep(
                 "data_cache": str(Path(cfg.data_cache).resolve() if cfg.data_cache else exp / "data"),
                 "runs_dir": str(exp / "trials"),
                 "eval_data": cfg.eval_data,
+                "evaluate": cfg.evaluate.to_dict() if cfg.evaluate else None,
             },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=cfg.tune.max_concurrent_trials,

@@ -2,8 +2,10 @@
 
 Tune cannot wrap a Train V2 ``TorchTrainer`` directly, so each trial is a small function (holding a sliver of a
 CPU) that calls :func:`onlyif.train.api.run_training`; its per-epoch ``ray.train.report`` reaches Tune through
-``TuneReportCallback``. The trial ends with one more report holding the final metrics, the time spent training
-and generating data, and the dataset manifest (logged to MLflow by the driver).
+``TuneReportCallback``. With an ``evaluate`` block the exported model is then scored (code pass@k, an eval suite) in one Ray task that
+holds the resources the training workers held. The trial ends with one more report holding the final metrics, the
+time spent training, evaluating and generating data, the dataset manifest and the evaluation summary (logged to
+MLflow by the driver).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from onlyif.sweep.mlflow_log import MANIFEST_KEY
+from onlyif.sweep.mlflow_log import EVALUATION_KEY, MANIFEST_KEY
 
 FINAL_KEY = "final"
 """Set to 1 in a trial's last result: the trial trained and evaluated to the end."""
@@ -55,9 +57,33 @@ def _dataset(point: dict[str, Any], cache: str) -> tuple[Path, dict[str, Any], d
     return data_dir, manifest, {"mixture.rows": float(manifest["rows"]), **totals, **diversity}
 
 
+def _evaluate_task(model_dir: str, spec: dict[str, Any], out: str, threads: int) -> tuple[dict, dict]:
+    import torch
+
+    from onlyif.eval.model_eval import ModelEvalConfig, evaluate_model
+
+    torch.set_num_threads(threads)
+    cfg = ModelEvalConfig.model_validate(spec)
+    return evaluate_model(model_dir, cfg, out, device="auto", workers=threads)
+
+
+def _evaluate(model_dir: Path, spec: dict[str, Any], out: Path, train: Any) -> tuple[dict, dict]:
+    """``evaluate_model`` as a Ray task holding the training workers' CPUs (and one GPU when they had GPUs), so that
+    concurrent trials never oversubscribe the cluster."""
+    import ray
+
+    s = train.scaling
+    cpus = max(1.0, s.num_workers * s.worker_cpus)
+    # outside the trial's own placement group (a sliver of a CPU), like the training workers
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if s.use_gpu else 0, max_retries=0, scheduling_strategy="DEFAULT")(
+        _evaluate_task
+    )
+    return ray.get(task.remote(str(model_dir), spec, str(out), max(1, int(cpus))))
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Tune trainable. ``config``: ``point`` (a grid point dict), ``data_cache`` and ``runs_dir`` (folders),
-    ``eval_data`` (extra folders of eval splits)."""
+    ``eval_data`` (extra folders of eval splits), ``evaluate`` (a ``ModelEvalConfig`` dict or None)."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -82,16 +108,24 @@ def run_trial(config: dict[str, Any]) -> None:
     )
     last_epoch = max((int(h.get("epoch", 0)) for h in outcome.history), default=train.epochs)
     evaluated = sorted(outcome_splits(outcome.metrics))
+    model_metrics, evaluation, eval_seconds = {}, None, 0.0
+    if config.get("evaluate"):
+        t0 = time.perf_counter()
+        model_metrics, evaluation = _evaluate(outcome.model_dir, config["evaluate"], run_dir / "evaluate", train)
+        eval_seconds = time.perf_counter() - t0
     ray.tune.report(
         {
             **outcome.metrics,
+            **model_metrics,
             **data_metrics,
             **_applied_counts(eval_split_dirs(evaluated, data_dir, eval_data), train.eval.max_examples),
             "epoch": last_epoch,
             "train_seconds": outcome.train_seconds,
             "data_seconds": data_seconds,
+            "evaluate_seconds": eval_seconds,
             FINAL_KEY: 1,
             MANIFEST_KEY: json.dumps(manifest),
+            **({EVALUATION_KEY: json.dumps(evaluation)} if evaluation is not None else {}),
         }
     )
 
