@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup reproduce test lint style bench clean
+.PHONY: setup reproduce test lint style specialist-cpu clean
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,14 @@ reproduce: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The specialist sweep for real on CPU (SmolLM2-135M, offline stdlib code data, HumanEval pass@1; ~25 min).
+SPECIALIST_OUT ?= runs/specialist-cpu-$(shell date +%Y%m%d-%H%M%S)
+specialist-cpu: setup
+	[ -f data/code_sources/manifest.json ] || $(VENV)/bin/onlyif sources --out data/code_sources
+	[ -d data/heldout_code_cpu/test_code ] || \
+		$(VENV)/bin/onlyif mix --config jobs/configs/mix_heldout_code_cpu.yaml --out data/heldout_code_cpu
+	$(VENV)/bin/onlyif sweep --config jobs/configs/sweep_specialist_cpu.yaml --out $(SPECIALIST_OUT)
 
 lint:
 	$(VENV)/bin/ruff check onlyif tests bench jobs

@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("onlyif.data.generate_cmd", "build the synthetic rewrite-task splits with Ray Data"),
     "mix": ("onlyif.data.mix_cmd", "build a budgeted, diversity-aware mixture of real instruction data"),
     "diversity": ("onlyif.data.diversity_cmd", "diversity metrics of a dataset or mixture"),
+    "sources": (
+        "onlyif.data.code_sources_cmd",
+        "write offline code and general instruction rows from documented Python source",
+    ),
     "train": ("onlyif.train.train_cmd", "fine-tune a causal LM with Ray Train + DeepSpeed"),
     "eval": ("onlyif.eval.eval_cmd", "evaluate a model: exact match, code pass@k (sandboxed), an eval suite"),
     "sweep": ("onlyif.sweep.sweep_cmd", "run a budget-vs-diversity grid with Ray Tune and MLflow"),

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from onlyif.config import Config
 from onlyif.eval.code.generate import GenerationConfig
@@ -48,7 +48,17 @@ class ModelEvalConfig(Config):
 
     code: CodeEvalSpec | None = None
     suite: SuiteConfig | None = None
-    """An eval suite (the format of ``onlyif eval suite --config``), inline."""
+    """An eval suite (the format of ``onlyif eval suite --config``): inline, or the path of its YAML file (read
+    when the config is loaded, so the saved sweep config holds it whole)."""
+
+    @field_validator("suite", mode="before")
+    @classmethod
+    def _read_suite_file(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from onlyif.config import read_yaml
+
+            return read_yaml(value)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ModelEvalConfig:
