@@ -9,10 +9,7 @@ extraction, run in process), are written to ``OUT/<task>/samples.jsonl`` and sco
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -74,14 +71,15 @@ class CodeTask(Task):
 
         cfg = self.cfg
         out = ctx.out_dir / self.name
+        # mlflow=False: the suite logs one run of its own
         common = {"out_dir": out, "max_problems": cfg.max_examples, "workers": cfg.workers, "ks": cfg.ks}
+        common |= {"metric_prefix": self.name, "mlflow": False}
         chat = None
-        with _without_env("MLFLOW_TRACKING_URI"):  # the suite logs one run; the evaluator would log its own
-            if cfg.canonical:
-                summary = evaluate_code(cfg.benchmark, canonical=True, metric_prefix=self.name, **common)
-            else:
-                samples, chat = self._generate(ctx, out / "samples.jsonl")
-                summary = evaluate_code(cfg.benchmark, samples_file=samples, metric_prefix=self.name, **common)
+        if cfg.canonical:
+            summary = evaluate_code(cfg.benchmark, canonical=True, **common)
+        else:
+            samples, chat = self._generate(ctx, out / "samples.jsonl")
+            summary = evaluate_code(cfg.benchmark, samples_file=samples, **common)
         metrics = {k.removeprefix(f"{self.name}/"): float(v) for k, v in summary["metrics"].items()}
         records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line]
         info = {
@@ -115,13 +113,3 @@ class CodeTask(Task):
         ]
         write_samples(path, samples)
         return path, chat
-
-
-@contextlib.contextmanager
-def _without_env(name: str) -> Iterator[None]:
-    saved = os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[name] = saved
