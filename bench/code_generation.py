@@ -85,9 +85,7 @@ def main() -> None:
     ref_tokens = sum(len(ids) for ids in refs)
 
     same = sum(a == b for a, b in zip(ours[:n], refs, strict=True))
-    prefix = [
-        next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) for a, b in zip(ours, refs)
-    ]
+    prefix = [_common_prefix(a, b) for a, b in zip(ours[:n], refs, strict=True)]
     ours_rate, ref_rate = ours_tokens / ours_s, ref_tokens / ref_s
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"model {model_dir} ({params:.1f} M parameters, loaded in {load_s:.0f} s), chat template: {chat}")
@@ -100,6 +98,10 @@ def main() -> None:
     )
     print(f"identical greedy tokens on the reference prompts: {same}/{n} (common prefix {prefix} tokens)")
     print(f"speed-up: {ours_rate / ref_rate:.1f}x")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 if __name__ == "__main__":

@@ -58,16 +58,18 @@ def _prompts(tokenizer, n=4):
 # --- the decoder ---------------------------------------------------------------------------------------------------
 
 
-def test_greedy_decode_equals_hf_generate_with_ragged_prompts(lm):
+def test_greedy_decode_equals_hf_generate_with_ragged_prompts_and_budgets(lm):
     model, tok = lm
     prompts = [p[-n:] for p, n in zip(_prompts(tok, 5), (5, 17, 9, 24, 12), strict=True)]
-    ours = greedy_decode(model, prompts, max_new_tokens=12, eos_id=2, pad_id=0, batch_size=3)
-    assert ours == decode(model, prompts, 12, 2, 0, batch_size=3, temperature=0.0, seed=123)
-    for prompt, got in zip(prompts, ours, strict=True):
+    budgets = [3, 12, 5, 12, 2]  # rows end at different steps: the finished ones leave the batch
+    ours = greedy_decode(model, prompts, budgets, eos_id=2, pad_id=0, batch_size=5)
+    assert ours == decode(model, prompts, budgets, 2, 0, batch_size=5, temperature=0.0, seed=123)
+    assert [len(r) for r in ours] == budgets  # a random model never says EOS here
+    for prompt, budget, got in zip(prompts, budgets, ours, strict=True):
         ref = model.generate(
-            torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=2, pad_token_id=0
+            torch.tensor([prompt]), max_new_tokens=budget, do_sample=False, eos_token_id=2, pad_token_id=0
         )[0, len(prompt) :].tolist()
-        assert got == (ref[: ref.index(2) + 1] if 2 in ref else ref)
+        assert got == ref
 
 
 def test_sampling_is_seeded_per_row_and_top_p_narrows_to_greedy(lm):
@@ -81,7 +83,8 @@ def test_sampling_is_seeded_per_row_and_top_p_narrows_to_greedy(lm):
     # Row i samples from its own stream: alone, or in other batches, it draws the same tokens.
     alone = decode(model, prompts[2:3], 16, 2, 0, temperature=1.0, seed=[a_seed := 77])
     in_batch = decode(model, prompts, 16, 2, 0, batch_size=2, temperature=1.0, seed=[5, 6, a_seed, 8])
-    assert in_batch[2] == alone[0]
+    shrinking = decode(model, prompts, [2, 2, 16, 2], 2, 0, temperature=1.0, seed=[5, 6, a_seed, 8])
+    assert in_batch[2] == alone[0] == shrinking[2]
     # A nucleus holding only the most likely token is greedy decoding.
     assert decode(model, prompts, 16, 2, 0, temperature=1.0, top_p=1e-6, seed=3) == greedy
     with pytest.raises(ValueError, match="top_p"):

@@ -41,9 +41,10 @@ def decode(
     temperature restricted to the ``top_p`` nucleus.
 
     Prompts are grouped by :func:`decode_batches` (sorted by length, ``batch_size`` at a time): one forward over
-    the left-padded prompts, then one token per step reusing the KV cache; a batch stops when every row has
-    emitted EOS, spent its budget or been stopped by ``stop_check`` (called with the row's index in ``prompts``
-    after each of its tokens). Returned ids exclude the prompt and include the EOS when one was produced.
+    the left-padded prompts, then one token per step reusing the KV cache. A row ends at EOS, at its budget or when
+    ``stop_check`` (called with the row's index in ``prompts`` after each of its tokens) says so; once half the
+    rows still decoded have ended they leave the batch and its KV cache, and the batch stops when every row has
+    ended. Returned ids exclude the prompt and include the EOS when one was produced.
 
     Sampling draws row ``i``'s uniforms from its own generator seeded with ``seed[i]`` (an int ``seed`` gives
     ``row_seed(seed, i)``), so a row's tokens depend on its seed and logits only, not on the rest of its batch.
@@ -135,7 +136,7 @@ class _Sampler:
                 u[i, :b] = torch.rand(b, generator=torch.Generator().manual_seed(s), dtype=torch.float32)
         self.uniforms = u.to(device)
 
-    def __call__(self, logits: Any, t: int) -> Any:
+    def __call__(self, logits: Any, t: int, rows: Any) -> Any:
         import torch
 
         probs = torch.softmax(logits.float() / self.temperature, dim=-1)
@@ -144,7 +145,7 @@ class _Sampler:
             probs, order = probs.sort(dim=-1, descending=True)
             probs = probs * ((probs.cumsum(-1) - probs) < self.top_p)  # the nucleus: always its first token
         cum = probs.cumsum(-1)
-        target = self.uniforms[:, t : t + 1] * cum[:, -1:]
+        target = self.uniforms[rows, t : t + 1] * cum[:, -1:]
         choice = torch.searchsorted(cum, target, right=True).clamp_(max=cum.shape[-1] - 1)
         return (choice if order is None else order.gather(-1, choice))[:, 0]
 
@@ -156,7 +157,7 @@ def _decode_batch(
     eos_id: int,
     pad_id: int,
     device: Any,
-    pick: Callable[[Any, int], Any] | None = None,
+    pick: Callable[[Any, int, Any], Any] | None = None,
     stop_check: StopCheck | None = None,
 ) -> list[list[int]]:
     import torch
@@ -175,6 +176,7 @@ def _decode_batch(
     steps = int(budget.max())
     generated = torch.full((b, max(steps, 0)), pad_id, dtype=torch.long, device=device)
     done = budget <= 0
+    alive = torch.arange(b, device=device)  # the batch's rows still decoded (the others left the KV cache)
     stopped: dict[int, int] = {}  # row -> generated length when stop_check ended it
     history: list[list[int]] = [[] for _ in range(b)]
     cache = None
@@ -190,23 +192,30 @@ def _decode_batch(
         )
         cache = outputs.cache
         logits = outputs.logits[:, -1, :]
-        nxt = logits.argmax(-1) if pick is None else pick(logits, t)
+        nxt = logits.argmax(-1) if pick is None else pick(logits, t, alive)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        generated[:, t] = nxt
+        generated[alive, t] = nxt
         done = done | (nxt == eos_id) | (budget <= t + 1)
         if stop_check is not None:
-            ends = _check_rows(stop_check, history, nxt.tolist(), done.tolist())
+            ends = _check_rows(stop_check, history, alive.tolist(), nxt.tolist(), done.tolist())
             for i in ends:
                 stopped[i] = t + 1
             if ends:
-                done = done | torch.as_tensor([i in stopped for i in range(b)], device=device)
-        if bool(done.all()):
+                done = done | torch.as_tensor([i in stopped for i in alive.tolist()], device=device)
+        n_done = int(done.sum())
+        if n_done == len(done):
             steps = t + 1
             break
         step_ids = nxt[:, None]
+        if 2 * n_done >= len(done):  # half the rows finished: drop them rather than decode padding for them
+            keep = (~done).nonzero().squeeze(1)
+            cache.reorder_cache(keep)
+            alive, done, budget, step_ids = alive[keep], done[keep], budget[keep], step_ids[keep]
+            if padded:
+                mask, step_pos = mask[keep], step_pos[keep]
         if padded:
             step_pos = step_pos[:, -1:] + 1
-            mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=device)], dim=1)
+            mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=mask.dtype, device=device)], dim=1)
     rows = []
     for i, row in enumerate(generated[:, :steps].tolist()):
         row = row[: stopped.get(i, budgets[i])]
@@ -216,10 +225,12 @@ def _decode_batch(
     return rows
 
 
-def _check_rows(stop_check: StopCheck, history: list[list[int]], ids: list[int], done: list[bool]) -> list[int]:
+def _check_rows(
+    stop_check: StopCheck, history: list[list[int]], rows: list[int], ids: list[int], done: list[bool]
+) -> list[int]:
     """Append each still-running row's new token to its history; the rows ``stop_check`` ends now."""
     ends = []
-    for i, (tok, finished) in enumerate(zip(ids, done, strict=True)):
+    for i, tok, finished in zip(rows, ids, done, strict=True):
         if not finished:
             history[i].append(tok)
             if stop_check(i, history[i]):
