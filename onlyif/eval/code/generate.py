@@ -51,7 +51,7 @@ class GenerationConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Row:
+class GenRow:
     """One decoding: the problem it samples, its prompt ids, token budget, seed and stop strings."""
 
     problem: int
@@ -78,27 +78,29 @@ def generate_samples(
     model_dir = resolve_model_dir(model)
     if not problems:
         return []
-    if gen.temperature == 0 and gen.samples_per_task > 1:
-        log.warning(
-            "temperature 0 is greedy: the %d samples of each problem are identical (pass@k = pass@1)",
-            gen.samples_per_task,
-        )
     if actors > 0:
         tokenizer = _tokenizer(load_codec(model_dir), model_dir)
         chat = use_chat(tokenizer, gen.chat, model_dir)
         rows = plan_rows(tokenizer, _config_max_positions(model_dir), problems, gen, chat)
-        texts = _decode_on_actors(model_dir, rows, gen, device, actors)
-    else:
-        lm, codec = load_eval_model(model_dir, resolve_device(device))
-        tokenizer = _tokenizer(codec, model_dir)
-        chat = use_chat(tokenizer, gen.chat, model_dir)
-        rows = plan_rows(tokenizer, max_positions(lm.config), problems, gen, chat)
-        texts = decode_rows(lm, tokenizer, rows, gen)
+        return samples_of(problems, rows, _decode_on_actors(model_dir, rows, gen, device, actors), gen, chat)
+    lm, codec = load_eval_model(model_dir, resolve_device(device))
+    tokenizer = _tokenizer(codec, model_dir)
+    return generate_with(lm, tokenizer, problems, gen, use_chat(tokenizer, gen.chat, model_dir))
+
+
+def generate_with(lm: Any, tokenizer: Any, problems: list[Problem], gen: GenerationConfig, chat: bool) -> list[Sample]:
+    """:func:`generate_samples` with a model and tokenizer already loaded in this process."""
+    rows = plan_rows(tokenizer, max_positions(lm.config), problems, gen, chat)
+    return samples_of(problems, rows, decode_rows(lm, tokenizer, rows, gen), gen, chat)
+
+
+def samples_of(
+    problems: list[Problem], rows: list[GenRow], texts: list[str], gen: GenerationConfig, chat: bool
+) -> list[Sample]:
+    """The samples of decoded ``rows`` in problem order (a greedy decoding stands for all of its problem's)."""
     copies = gen.samples_per_task if gen.temperature == 0 else 1
     return [
-        to_sample(problems[row.problem], text, chat)
-        for row, text in zip(rows, texts, strict=True)
-        for _ in range(copies)
+        to_sample(problems[r.problem], text, chat) for r, text in zip(rows, texts, strict=True) for _ in range(copies)
     ]
 
 
@@ -139,9 +141,14 @@ def stops_for(problem: Problem, chat: bool) -> tuple[str, ...]:
 
 def plan_rows(
     tokenizer: Any, limit: int | None, problems: list[Problem], gen: GenerationConfig, chat: bool
-) -> list[_Row]:
+) -> list[GenRow]:
     """The decodings to run, in sample order (one per problem when greedy). A prompt leaving no room to generate
     within the model's ``limit`` positions is an error; otherwise budgets shrink to fit."""
+    if gen.temperature == 0 and gen.samples_per_task > 1:
+        log.warning(
+            "temperature 0 is greedy: the %d samples of each problem are identical (pass@k = pass@1)",
+            gen.samples_per_task,
+        )
     rows = []
     n = 1 if gen.temperature == 0 else gen.samples_per_task
     too_long = []
@@ -155,7 +162,7 @@ def plan_rows(
         for j in range(n):
             seed = row_seed(gen.seed, key, j)
             answer_of = problem.entry_point if chat else None
-            rows.append(_Row(p_index, ids, budget, seed, stops_for(problem, chat), answer_of))
+            rows.append(GenRow(p_index, ids, budget, seed, stops_for(problem, chat), answer_of))
     if too_long:
         task, length = too_long[0]
         more = f" (and {len(too_long) - 1} more)" if len(too_long) > 1 else ""
@@ -181,7 +188,7 @@ def to_sample(problem: Problem, text: str, chat: bool) -> Sample:
     return Sample(task, completion=body, raw=text)
 
 
-def decode_rows(lm: Any, tokenizer: Any, rows: list[_Row], gen: GenerationConfig) -> list[str]:
+def decode_rows(lm: Any, tokenizer: Any, rows: list[GenRow], gen: GenerationConfig) -> list[str]:
     """Decode ``rows`` (batched as :func:`decode_batches` groups them) and return each output as text."""
     if not rows:
         return []
@@ -252,12 +259,14 @@ class CodeGenActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         texts = []
         for group in batch["group"]:
-            rows = [_Row(**{**r, "stops": tuple(r["stops"])}) for r in json.loads(group)]
+            rows = [GenRow(**{**r, "stops": tuple(r["stops"])}) for r in json.loads(group)]
             texts.append(json.dumps(decode_rows(self.lm, self.tokenizer, rows, self.gen)))
         return {"texts": texts}
 
 
-def _decode_on_actors(model_dir: Any, rows: list[_Row], gen: GenerationConfig, device: str, actors: int) -> list[str]:
+def _decode_on_actors(
+    model_dir: Any, rows: list[GenRow], gen: GenerationConfig, device: str, actors: int
+) -> list[str]:
     """Each :func:`decode_batches` group of ``rows`` as one Ray Data row, decoded by a pool of model actors."""
     import ray
     import ray.data
