@@ -94,7 +94,7 @@ class CodeTask(Task):
     def _generate(self, ctx: Context, path: Path) -> tuple[Path, bool]:
         """Samples of the benchmark's first ``max_examples`` problems from the suite's model, written to ``path``."""
         from onlyif.eval.code.benchmarks import load_benchmark
-        from onlyif.eval.code.generate import decode_rows, plan_rows, to_sample
+        from onlyif.eval.code.generate import generate_with
         from onlyif.eval.code.samples import write_samples
 
         cfg = self.cfg
@@ -103,13 +103,6 @@ class CodeTask(Task):
         if "batch_size" not in gen.model_fields_set:
             gen = gen.model_copy(update={"batch_size": ctx.batch_size})
         problems = load_benchmark(cfg.benchmark, cfg.max_examples)
-        rows = plan_rows(ctx.tokenizer, ctx.max_positions, problems, gen, chat)
-        texts = decode_rows(ctx.model, ctx.tokenizer, rows, gen)
-        copies = gen.samples_per_task if gen.temperature == 0 else 1  # greedy: one decoding, repeated
-        samples = [
-            to_sample(problems[row.problem], text, chat)
-            for row, text in zip(rows, texts, strict=True)
-            for _ in range(copies)
-        ]
+        samples = generate_with(ctx.model, ctx.tokenizer, problems, gen, chat)
         write_samples(path, samples)
         return path, chat
