@@ -70,6 +70,11 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Quiet by default: MLflow's INFO lines (database set-up, run links) only when asked for.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if not os.environ.get("RAY_ADDRESS"):
+        # A local Ray cluster uses token authentication (Ray's default for a new local cluster, token in
+        # ~/.ray/auth_token, made on first use), said explicitly so that Ray does not warn about it at every start;
+        # RAY_AUTH_MODE=disabled opts out. Set before Ray is imported: Ray reads its config once, at import.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(selected if selected in COMMANDS else None)

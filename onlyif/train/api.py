@@ -49,7 +49,7 @@ class TrainOutcome:
 
 
 class _Tokenize:
-    """Ray Data ``map_batches``: rows → ``input_ids`` (prompt+response) and ``prompt_len``."""
+    """Rows → ``input_ids`` (prompt+response) and ``prompt_len`` (a Ray Data ``map_batches`` callable)."""
 
     def __init__(self, codec: Codec, max_length: int, truncate: bool) -> None:
         self.codec, self.max_length, self.truncate = codec, max_length, truncate
@@ -108,25 +108,36 @@ def _max_length(cfg: TrainConfig) -> int:
     return max_positions(AutoConfig.from_pretrained(resolve_pretrained(cfg.model.pretrained))) or 2048
 
 
+IN_PROCESS_BYTES = 64 << 20
+"""Train splits whose parquet files are smaller than this are tokenized in the driver process: starting a Ray Data
+pipeline costs seconds, more than tokenizing ~10^5 rows takes (a sweep trial pays it every time)."""
+
+
 def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> tuple[list[Any], int]:
-    """Tokenized train split, materialized in file order and split into equal per-worker shards (deterministic)."""
+    """Tokenized train split in file order, split into equal per-worker shards (deterministic): tokenized with Ray
+    Data ``map_batches`` over the parquet files, or in this process when they are small (the same rows either way)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     import ray.data
     from ray.exceptions import RayTaskError
 
     files = split_files(data_dir, "train")
     cols = ["rule_x", "rule_y", "input", "output"] if kind == "synthetic" else ["prompt", "response"]
-    ds = ray.data.read_parquet([str(f) for f in files], columns=cols, override_num_blocks=max(len(files), 2))
-    ds.context.execution_options.preserve_order = True
-    ds = ds.map_batches(
-        _Tokenize(codec, _max_length(cfg), truncate=kind == "text"), batch_format="numpy", batch_size=4096
-    )
-    try:
-        ds = ds.materialize()
-    except RayTaskError as exc:
-        cause = _user_error(exc)
-        if cause is not None:
-            raise OnlyIfError(f"{data_dir / 'train'}: {cause}") from None
-        raise
+    tokenize = _Tokenize(codec, _max_length(cfg), truncate=kind == "text")
+    if sum(f.stat().st_size for f in files) < IN_PROCESS_BYTES:
+        table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+        ds = ray.data.from_arrow(tokenize({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}))
+    else:
+        ds = ray.data.read_parquet([str(f) for f in files], columns=cols, override_num_blocks=max(len(files), 2))
+        ds.context.execution_options.preserve_order = True
+        ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096)
+        try:
+            ds = ds.materialize()
+        except RayTaskError as exc:
+            cause = _user_error(exc)
+            if cause is not None:
+                raise OnlyIfError(f"{data_dir / 'train'}: {cause}") from None
+            raise
     rows = ds.count()
     per_worker = rows // cfg.scaling.num_workers
     if per_worker == 0:
