@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,14 +174,17 @@ def test_bad_configs_are_one_line(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_job_script_writes_and_refuses_to_overwrite(tmp_path, capsys):
-    import runpy
-
-    main = runpy.run_path(str(Path(__file__).parents[1] / "jobs" / "make_code_sources.py"))["main"]
-    assert main(["--out", str(tmp_path / "s"), "--set", "modules=[textwrap, shlex]"]) == 0
-    assert "code.jsonl" in capsys.readouterr().out
-    assert main(["--out", str(tmp_path / "s")]) == 1
-    assert "directory exists and is not empty" in capsys.readouterr().err
+def test_job_script_writes_and_refuses_to_overwrite(tmp_path):
+    script = str(Path(__file__).parents[1] / "jobs" / "make_code_sources.py")
+    out = str(tmp_path / "s")
+    done = subprocess.run(
+        [sys.executable, script, "--out", out, "--set", "modules=[textwrap, shlex]"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "code.jsonl" in done.stdout
+    again = subprocess.run([sys.executable, script, "--out", out], capture_output=True, text=True)
+    assert again.returncode == 1
+    assert "directory exists and is not empty" in again.stderr
 
 
 def test_the_mixer_reads_them_and_writes_a_heldout_eval_split(ray_cluster, full, tmp_path):
