@@ -228,7 +228,9 @@ def test_interrupted_sweep_resumes_without_duplicate_runs(ray_cluster, tmp_path)
     assert "continue with: onlyif sweep --resume" in output
     # Live progress, as plain lines off a terminal: each trial's start and end with its point, epoch and loss.
     assert "sweep [0/2 done, 1 running" in output and " start I=" in output
-    assert re.search(r"sweep \[1/2 done, \d running, \d+ s\] done  I=\d,B=32,seed=0  epoch 1/1  loss \d", output), output
+    assert re.search(r"sweep \[1/2 done, \d running, \d+ s\] done  I=\d,B=32,seed=0  epoch 1/1  loss \d", output), (
+        output
+    )
 
     out = run_sweep(None, exp, resume=True, echo=lambda *_: None)
     assert (out.finished, out.total) == (2, 2)
