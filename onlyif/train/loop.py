@@ -208,9 +208,10 @@ def train_loop(config: dict[str, Any]) -> None:
             break
         engine.train()
         rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 101 + rank)
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        # Losses add up on the training device: no host sync per step (on a GPU the host runs ahead of the kernels).
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         tokens, micro, t0, cpu0 = 0, 0, time.perf_counter(), time.process_time()
-        log_loss, log_micro, log_tokens, log_t0 = torch.zeros((), dtype=torch.float64), 0, 0, t0
+        log_loss, log_micro, log_tokens, log_t0 = torch.zeros((), dtype=torch.float64, device=device), 0, 0, t0
         for chunk_batches in shard.iter_torch_batches(
             batch_size=chunk,
             collate_fn=collate_fn,
@@ -222,15 +223,15 @@ def train_loop(config: dict[str, Any]) -> None:
             for j in order:
                 if micro >= micro_per_epoch or engine.global_steps >= total_steps:
                     break
-                batch = {k: v.to(device) for k, v in chunk_batches[j].items()}
+                n_tok = int(chunk_batches[j]["attention_mask"].sum())  # counted on the host copy
+                batch = {k: v.to(device, non_blocking=True) for k, v in chunk_batches[j].items()}
                 loss = engine(**batch).loss
                 engine.backward(loss)
                 engine.step()
                 micro += 1
-                n_tok = int(batch["attention_mask"].sum())
                 tokens += n_tok
-                loss_sum += loss.detach().double().cpu()
-                log_loss += loss.detach().double().cpu()
+                loss_sum += loss.detach().double()
+                log_loss += loss.detach().double()
                 log_micro += 1
                 log_tokens += n_tok
                 if (
@@ -238,8 +239,9 @@ def train_loop(config: dict[str, Any]) -> None:
                     and micro % cfg.optim.grad_accum == 0
                     and engine.global_steps % cfg.log_every_steps == 0
                 ):
+                    window_loss = log_loss.item()  # waits for the window's last kernels
                     now = time.perf_counter()
-                    stats = _allreduce([log_loss.item(), log_micro, log_tokens], dist)
+                    stats = _allreduce([window_loss, log_micro, log_tokens], dist)
                     ray.train.report(
                         {
                             "kind": "step",
@@ -252,11 +254,10 @@ def train_loop(config: dict[str, Any]) -> None:
                     )
                     log_loss.zero_()
                     log_micro, log_tokens, log_t0 = 0, 0, time.perf_counter()
+        epoch_loss = loss_sum.item()  # waits for the epoch's last kernels
         train_seconds = time.perf_counter() - t0
         cpu_total = time.process_time() - cpu0
-        loss_total, micro_total, tokens_total, cpu_total = _allreduce(
-            [loss_sum.item(), micro, tokens, cpu_total], dist
-        )
+        loss_total, micro_total, tokens_total, cpu_total = _allreduce([epoch_loss, micro, tokens, cpu_total], dist)
         (peak_rss,) = _allreduce([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024], dist, op="max")
         history_tokens += int(tokens_total)
         final = epoch == last_epoch or engine.global_steps >= total_steps
