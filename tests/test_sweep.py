@@ -129,7 +129,8 @@ def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
     from onlyif.sweep.run import run_sweep
 
     exp = tmp_path / "exp"
-    out = run_sweep(_cfg(), exp, echo=lambda *_: None)
+    data = {**json.loads(json.dumps(TINY)), "tune": {"max_concurrent_trials": 2}}  # two at a time, as reproduce
+    out = run_sweep(validate_config(SweepConfig, data), exp, echo=lambda *_: None)
     assert (out.finished, out.total, out.errored) == (4, 4, 0)
 
     analysis = ExperimentAnalysis(str(exp / "tune" / "tiny"))

@@ -239,6 +239,7 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
             "checkpoint": {"keep": 1},
         },
         "evaluate": {"code": {"benchmark": "tiny_code.jsonl", "generation": {"max_new_tokens": 8}}},
+        "tune": {"max_concurrent_trials": 2},
         "grid": {
             "axes": {
                 "mixture.fractions": [{"code": 1.0, "general": 0.0}, {"code": 0.5, "general": 0.5}],
