@@ -13,7 +13,7 @@ reproduce: setup
 test: setup
 	$(PY) -m pytest -q tests
 
-# The specialist sweep for real on CPU (SmolLM2-135M, offline stdlib code data, HumanEval pass@1; ~25 min).
+# The specialist sweep for real on CPU (SmolLM2-135M, offline stdlib code data, HumanEval pass@1; ~21 min).
 SPECIALIST_OUT ?= runs/specialist-cpu-$(shell date +%Y%m%d-%H%M%S)
 specialist-cpu: setup
 	[ -f data/code_sources/manifest.json ] || $(VENV)/bin/onlyif sources --out data/code_sources
