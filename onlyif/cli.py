@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("onlyif.train.train_cmd", "fine-tune a causal LM with Ray Train + DeepSpeed"),
     "eval": ("onlyif.eval.eval_cmd", "evaluate a model: exact match, code pass@k (sandboxed), an eval suite"),
     "sweep": ("onlyif.sweep.sweep_cmd", "run a budget-vs-diversity grid with Ray Tune and MLflow"),
-    "report": ("onlyif.report.report_cmd", "turn a sweep into curves, heatmaps and the emergence threshold"),
+    "report": ("onlyif.sweep.report_cmd", "turn a sweep into curves, heatmaps and the emergence threshold"),
     "reproduce": ("onlyif.sweep.reproduce_cmd", "run the embedded-default emergence reproduction (CPU-sized)"),
 }
 

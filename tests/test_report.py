@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from onlyif.report.analysis import build_curves
+from onlyif.report.config import ReportConfig
 from onlyif.report.render import write_report
 from onlyif.report.threshold import fit_threshold
-from onlyif.sweep.config import ReportConfig
 
 UNSEEN = "test_unseen/exact_match_applied"
 SEEN = "test_seen/exact_match_applied"

@@ -109,7 +109,7 @@ def test_shipped_sweep_configs_expand():
 
 
 def _child_runs(exp: Path):
-    from onlyif.sweep.mlflow_log import child_runs
+    from onlyif.mlflow_names import child_runs
 
     state = json.loads((exp / "state.json").read_text())
     return state, child_runs(state["tracking_uri"], state["parent_run_id"])
@@ -125,7 +125,7 @@ def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
     from mlflow import MlflowClient
     from ray.tune import ExperimentAnalysis
 
-    from onlyif.report.report_cmd import make_report
+    from onlyif.sweep.report_cmd import make_report
     from onlyif.sweep.run import run_sweep
 
     exp = tmp_path / "exp"

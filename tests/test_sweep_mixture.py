@@ -272,7 +272,7 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
 
     state = json.loads((exp / "state.json").read_text())
     client = MlflowClient(state["tracking_uri"])
-    from onlyif.sweep.mlflow_log import child_runs
+    from onlyif.mlflow_names import child_runs
 
     runs = child_runs(state["tracking_uri"], state["parent_run_id"])
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
@@ -283,7 +283,7 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert {"dataset_manifest.json", "evaluation_summary.json"} <= set(artifacts)
     assert (exp / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()  # artifacts beside the store
-    from onlyif.report.report_cmd import make_report
+    from onlyif.sweep.report_cmd import make_report
 
     again = make_report(exp, source="mlflow", out=tmp_path / "from_mlflow", log_to_mlflow=False)
     assert again["points"] == report["points"]  # MLflow alone rebuilds the same ranking

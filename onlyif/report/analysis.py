@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from onlyif.report.config import ReportConfig
 from onlyif.report.threshold import ThresholdFit, fit_threshold
-from onlyif.sweep.config import ReportConfig
 
 METRIC_NAMES = {
     "test_unseen/exact_match_applied": "unseen rules, applied examples",

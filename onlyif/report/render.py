@@ -11,8 +11,8 @@ import pandas as pd
 from onlyif.io import write_json_atomic, write_text_atomic
 from onlyif.report.analysis import METRIC_NAMES, build_curves, factor_columns, fmt_bound, metric_columns, summarize
 from onlyif.report.compare import compare, comparison_metrics, lower_is_better, numeric_factor, varying
+from onlyif.report.config import ReportConfig
 from onlyif.report.plots import plot_comparison, plot_heatmap, plot_vs_factor, plot_vs_instructions
-from onlyif.sweep.config import ReportConfig
 
 
 def _fmt(mean: float, std: float, seeds: int) -> str:

@@ -10,7 +10,19 @@ import pandas as pd
 
 from onlyif.errors import OnlyIfError
 from onlyif.mlflow_names import from_mlflow
-from onlyif.sweep.grid import family_label
+
+
+def family_label(families: list[dict[str, Any]] | None) -> str:
+    """Short text for a family mixture, e.g. ``repeated k3-4 + periodic k3-4`` (``random`` when unset)."""
+    if not families:
+        return "random"
+    parts = []
+    for f in families:
+        k = f.get("k")
+        ktext = "" if k is None else (f" k{k}" if isinstance(k, int) else f" k{k[0]}-{k[1]}")
+        share = f.get("share", 1.0)
+        parts.append(f"{f.get('name', 'random')}{ktext}" + ("" if len(families) == 1 else f" ({share:g})"))
+    return " + ".join(parts)
 
 
 def _row(labels: dict[str, Any], metrics: dict[str, Any], trial_id: str, point_id: str) -> dict[str, Any]:
@@ -49,7 +61,7 @@ def trials_from_tune(tune_dir: str | Path) -> pd.DataFrame:
 
 def trials_from_mlflow(uri: str, parent_run_id: str) -> pd.DataFrame:
     """Finished child runs of a sweep's parent run, one row each (same columns as :func:`trials_from_tune`)."""
-    from onlyif.sweep.mlflow_log import POINT_ID_TAG, POINT_TAG, TRIAL_TAG, child_runs
+    from onlyif.mlflow_names import POINT_ID_TAG, POINT_TAG, TRIAL_TAG, child_runs
 
     rows = []
     for run in child_runs(uri, parent_run_id):

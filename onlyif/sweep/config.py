@@ -9,8 +9,7 @@ from pydantic import Field, model_validator
 
 from onlyif.config import Config
 from onlyif.eval.model_eval import ModelEvalConfig
-
-DEFAULT_METRIC = "test_unseen/exact_match_applied"
+from onlyif.report.config import ReportConfig
 
 
 class GridConfig(Config):
@@ -90,22 +89,6 @@ class MlflowConfig(Config):
     """Default: ``sqlite:///EXP_DIR/mlflow.db``."""
     experiment: str | None = None
     """MLflow experiment name (default: the sweep name)."""
-
-
-class ReportConfig(Config):
-    """The analysis written at the end of the sweep (and by ``onlyif report``)."""
-
-    metric: str = DEFAULT_METRIC
-    """The metric whose emergence is fitted: unseen-rule exact match on applied (non-no-op) examples. A mixture
-    sweep ranks its points by it instead; there it defaults to the first eval split's loss (``<split>/loss``)."""
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    """Accuracy level whose crossing in I defines the emergence threshold."""
-    bootstrap: int = Field(1000, ge=10)
-    """Bootstrap resamples for the threshold interval."""
-    low: float = Field(0.1, ge=0.0, le=1.0)
-    """Accuracy at or below which a point counts as "does not generalize"."""
-    high: float = Field(0.8, ge=0.0, le=1.0)
-    """Accuracy at or above which a point counts as "generalizes"."""
 
 
 class SweepConfig(Config):

@@ -58,19 +58,6 @@ def _label_text(key: str, value: Any) -> str:
     return f"{name}={value}"
 
 
-def family_label(families: list[dict[str, Any]] | None) -> str:
-    """Short text for a family mixture, e.g. ``repeated k3-4 + periodic k3-4`` (``random`` when unset)."""
-    if not families:
-        return "random"
-    parts = []
-    for f in families:
-        k = f.get("k")
-        ktext = "" if k is None else (f" k{k}" if isinstance(k, int) else f" k{k[0]}-{k[1]}")
-        share = f.get("share", 1.0)
-        parts.append(f"{f.get('name', 'random')}{ktext}" + ("" if len(families) == 1 else f" ({share:g})"))
-    return " + ".join(parts)
-
-
 def _combinations(axes: list[tuple[str, list[Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(point id, labels) for every combination of the axes' values, in order; duplicate ids are refused."""
     keys = [k for k, _ in axes]

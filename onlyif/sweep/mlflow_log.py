@@ -13,14 +13,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from onlyif.mlflow_names import to_mlflow
+from onlyif.mlflow_names import PARENT_TAG, POINT_ID_TAG, POINT_TAG, STOPPED_TAG, TRIAL_TAG, to_mlflow
 from onlyif.train.tracking import flatten_params, numeric
 
-TRIAL_TAG = "onlyif.trial_id"
-POINT_TAG = "onlyif.point"
-POINT_ID_TAG = "onlyif.point_id"
-PARENT_TAG = "mlflow.parentRunId"
-STOPPED_TAG = "onlyif.stopped_early"
 MANIFEST_KEY = "dataset_manifest"
 """Key of the final Tune result that carries the dataset manifest (a JSON string) to the driver."""
 EVALUATION_KEY = "evaluation_summary"
@@ -72,17 +67,6 @@ def _log_params(client: Any, run_id: str, params: dict[str, str], param_cls: Any
     items = [param_cls(k[:250], v[:6000]) for k, v in params.items()]
     for i in range(0, len(items), 100):
         client.log_batch(run_id, params=items[i : i + 100])
-
-
-def child_runs(uri: str, parent_run_id: str) -> list[Any]:
-    """All child runs of the sweep's parent run."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    parent = client.get_run(parent_run_id)
-    return client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50000
-    )
 
 
 class MlflowTrialLogger(Callback):

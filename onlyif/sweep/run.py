@@ -239,7 +239,7 @@ def run_sweep(
 
     rep = None
     if report and finished:
-        from onlyif.report.report_cmd import make_report
+        from onlyif.sweep.report_cmd import make_report
 
         rep = make_report(exp, source="tune", log_to_mlflow=True)
     from mlflow import MlflowClient
