@@ -10,7 +10,7 @@ setup:
 reproduce: setup
 	$(VENV)/bin/onlyif reproduce
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q tests
 
 # The specialist sweep for real on CPU (SmolLM2-135M, offline stdlib code data, HumanEval pass@1; ~21 min).
@@ -21,7 +21,7 @@ specialist-cpu: setup
 		$(VENV)/bin/onlyif mix --config jobs/configs/mix_heldout_code_cpu.yaml --out data/heldout_code_cpu
 	$(VENV)/bin/onlyif sweep --config jobs/configs/sweep_specialist_cpu.yaml --out $(SPECIALIST_OUT)
 
-lint:
+lint: setup
 	$(VENV)/bin/ruff check onlyif tests bench jobs
 	$(VENV)/bin/ruff format --check onlyif tests bench jobs
 
