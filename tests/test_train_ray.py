@@ -187,7 +187,9 @@ def test_bad_inputs_fail_fast_with_one_line(data, tmp_path):
     with pytest.raises(OnlyIfError, match="--resume .*: no earlier run found"):
         run_training(tiny_cfg(), data, tmp_path / "d", resume=True)
     long_rows = make_synthetic_dataset(tmp_path / "long", n_train=8, n_test=2)
-    with pytest.raises(OnlyIfError, match="prompt '.*': prompt\\+response is \\d+ tokens, longer than the model's 16"):
+    with pytest.raises(
+        OnlyIfError, match="long/train: prompt '.*': prompt\\+response is \\d+ tokens, longer than the model's 16"
+    ):
         run_training(tiny_cfg(model__n_positions=16), long_rows, tmp_path / "e")
     assert not any((tmp_path / x).exists() for x in "abcdefg")  # nothing written for a run that cannot start
 

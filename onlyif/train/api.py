@@ -124,20 +124,19 @@ def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> 
     files = split_files(data_dir, "train")
     cols = ["rule_x", "rule_y", "input", "output"] if kind == "synthetic" else ["prompt", "response"]
     tokenize = _Tokenize(codec, _max_length(cfg), truncate=kind == "text")
-    if sum(f.stat().st_size for f in files) < IN_PROCESS_BYTES:
-        table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
-        ds = ray.data.from_arrow(tokenize({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}))
-    else:
-        ds = ray.data.read_parquet([str(f) for f in files], columns=cols, override_num_blocks=max(len(files), 2))
-        ds.context.execution_options.preserve_order = True
-        ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096)
-        try:
-            ds = ds.materialize()
-        except RayTaskError as exc:
-            cause = _user_error(exc)
-            if cause is not None:
-                raise OnlyIfError(f"{data_dir / 'train'}: {cause}") from None
+    try:
+        if sum(f.stat().st_size for f in files) < IN_PROCESS_BYTES:
+            table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+            ds = ray.data.from_arrow(tokenize({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}))
+        else:
+            ds = ray.data.read_parquet([str(f) for f in files], columns=cols, override_num_blocks=max(len(files), 2))
+            ds.context.execution_options.preserve_order = True
+            ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096).materialize()
+    except (OnlyIfError, RayTaskError) as exc:  # a bad row, raised here or inside a Ray Data task
+        cause = exc if isinstance(exc, OnlyIfError) else _user_error(exc)
+        if cause is None:
             raise
+        raise OnlyIfError(f"{data_dir / 'train'}: {cause}") from None
     rows = ds.count()
     per_worker = rows // cfg.scaling.num_workers
     if per_worker == 0:
