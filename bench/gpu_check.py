@@ -107,6 +107,16 @@ def tail(text: str, n: int = 600) -> str:
     return text[-n:].replace("\n", " | ")
 
 
+def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    """A run's ``metrics.jsonl`` as (step records, epoch records)."""
+    steps, epochs = [], []
+    if (run / "metrics.jsonl").is_file():
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            (steps if rec.get("kind") == "step" else epochs).append(rec)
+    return steps, epochs
+
+
 def train(r: Runner, name: str, cfg: dict, timeout: float) -> tuple[bool, dict]:
     """``onlyif train``; PASS when it exits 0 with exact match on both splits and an exported model."""
     path = WORK / f"{name}.yaml"
@@ -120,11 +130,7 @@ def train(r: Runner, name: str, cfg: dict, timeout: float) -> tuple[bool, dict]:
     for key in ("train_loss", "test_seen/exact_match", "test_unseen/exact_match", "test_seen/loss", "epoch_seconds"):
         if key in final:
             info[key] = round(final[key], 4)
-    steps, epochs = [], []
-    if (run / "metrics.jsonl").is_file():
-        for line in (run / "metrics.jsonl").read_text().splitlines():
-            rec = json.loads(line)
-            (steps if rec.get("kind") == "step" else epochs).append(rec)
+    steps, epochs = read_metrics(run)
     if len(steps) > 1:  # the first window holds the warm-up (CUDA context, first batches)
         info["tokens_per_s_steps"] = round(statistics.median(s["tokens_per_s"] for s in steps[1:]))
     if epochs:
@@ -273,8 +279,7 @@ def throughput(r: Runner, name: str, batch: int, timeout: float) -> tuple[bool, 
     ok, info = train(r, name, cfg, timeout)
     rates, m = info.get("tokens_per_s_epochs", []), cfg["model"]
     run = WORK / "runs" / name
-    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if ok else []
-    epochs = [e for e in epochs if e.get("kind") == "epoch"]
+    _, epochs = read_metrics(run)
     if ok and len(rates) > 1 and epochs:
         e = epochs[-1]
         steps = e["step"] - (epochs[-2]["step"] if len(epochs) > 1 else 0)
