@@ -1,10 +1,11 @@
-"""Greedy k-center: a known answer on a 2-D toy, agreement with the reference, and in-mixture selection."""
+"""Greedy k-center: a known answer on a 2-D toy, agreement with the reference, and the Ray-sharded form."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from onlyif.data.kcenter_ray import k_center_sharded
 from onlyif.mixing.kcenter import k_center, k_center_naive
 
 
@@ -35,3 +36,29 @@ def test_duplicates_are_never_picked_twice():
     assert len(set(picks.tolist())) == 12
     assert sorted(int(p) // 4 for p in picks[:3]) == [0, 1, 2]
     assert len(k_center(x, 50)) == 12 and len(k_center(x[:0], 5)) == 0
+
+
+def _put_blocks(ray, x, sizes):
+    return [ray.put(b) for b in np.split(x, np.cumsum(sizes)[:-1])]
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, None])
+def test_sharded_matches_single_process(ray_cluster, shards):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3000, 4)) @ rng.standard_normal((4, 16)) + 0.3 * rng.standard_normal((3000, 16))).astype(
+        np.float32
+    )
+    blocks = _put_blocks(ray_cluster, x, [700, 1, 0, 1299, 1000])  # uneven, with a 1-row and an empty block
+    seen = []
+    picks = k_center_sharded(blocks, 300, seed=2, dims=8, shards=shards, progress=seen.append)
+    assert picks.dtype == np.int64 and np.array_equal(picks, k_center(x, 300, seed=2, dims=8)) and seen == [256]
+
+
+def test_sharded_duplicates_and_k_beyond_n(ray_cluster):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 16)).astype(np.float32)[rng.permutation(np.repeat(np.arange(100), 3))]
+    picks = k_center_sharded(_put_blocks(ray_cluster, x, [37, 150, 113]), 1000, seed=5, shards=3)
+    assert np.array_equal(picks, k_center(x, 1000, seed=5)) and np.array_equal(picks, k_center_naive(x, 1000, seed=5))
+    assert len(picks) == 300 and len({x[i].tobytes() for i in picks[:100]}) == 100  # every distinct row first
+    assert len(k_center_sharded(_put_blocks(ray_cluster, x, [300]), 0)) == 0
+    assert len(k_center_sharded(_put_blocks(ray_cluster, x[:0], [0, 0]), 5)) == 0
