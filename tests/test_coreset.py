@@ -51,7 +51,9 @@ def test_sharded_matches_single_process(ray_cluster, shards):
     blocks = _put_blocks(ray_cluster, x, [700, 1, 0, 1299, 1000])  # uneven, with a 1-row and an empty block
     seen = []
     picks = k_center_sharded(blocks, 300, seed=2, dims=8, shards=shards, progress=seen.append)
-    assert picks.dtype == np.int64 and np.array_equal(picks, k_center(x, 300, seed=2, dims=8)) and seen == [256]
+    assert picks.dtype == np.int64 and np.array_equal(picks, k_center(x, 300, seed=2, dims=8))
+    # actors report every 256 picks; one shard (the default for 190 KB) runs in one task and reports at the end
+    assert seen == ([256] if shards in (2, 3) else [300])
 
 
 def test_sharded_duplicates_and_k_beyond_n(ray_cluster):

@@ -72,23 +72,16 @@ def _hashing_batch(batch: dict[str, np.ndarray], dim: int) -> dict[str, np.ndarr
     return {"_idx": batch["_idx"], "embedding": hashing_embed([str(t) for t in batch["text"]], dim)}
 
 
-def embed_texts(texts: list[str], cfg: EmbedConfig, num_blocks: int = 8) -> np.ndarray:
-    """Embeddings (float32, one row per text, input order) computed with Ray Data.
+def _round(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Values rounded to 1e-5, so that selections on them do not depend on the last bits of a batched matmul."""
+    return {"_idx": batch["_idx"], "embedding": np.round(np.asarray(batch["embedding"], dtype=np.float32), 5)}
 
-    Values are rounded to 1e-5 so that selections on them do not depend on the last bits of a batched matmul.
-    """
-    import pyarrow as pa
+
+def embed_dataset(ds, cfg: EmbedConfig):
+    """``ds`` (columns ``_idx``, ``text``) → a dataset of ``_idx`` and ``embedding`` (float32, rounded to 1e-5)."""
     import ray
     import ray.data
 
-    from onlyif.ray_utils import init_ray
-
-    if not texts:
-        return np.zeros((0, cfg.dim if cfg.model == "hashing" else 1), dtype=np.float32)
-    init_ray()
-    table = pa.table({"_idx": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
-    step = -(-len(texts) // max(1, num_blocks))
-    ds = ray.data.from_arrow([table.slice(o, step) for o in range(0, len(texts), step)])
     if cfg.model == "hashing":
         out = ds.map_batches(_hashing_batch, fn_kwargs={"dim": cfg.dim}, batch_size=1024, batch_format="numpy")
     else:
@@ -108,9 +101,41 @@ def embed_texts(texts: list[str], cfg: EmbedConfig, num_blocks: int = 8) -> np.n
             compute=ray.data.ActorPoolStrategy(size=cfg.actors),
             num_gpus=1 if use_gpu else 0,
         )
-    parts: list[Any] = list(out.iter_batches(batch_size=None, batch_format="numpy"))
+    return out.map_batches(_round, batch_size=None, batch_format="numpy")
+
+
+def embed_texts(texts: list[str], cfg: EmbedConfig, num_blocks: int = 8) -> np.ndarray:
+    """Embeddings (float32, one row per text, input order, rounded to 1e-5) computed with Ray Data."""
+    import pyarrow as pa
+    import ray.data
+
+    from onlyif.ray_utils import init_ray
+
+    if not texts:
+        return np.zeros((0, cfg.dim if cfg.model == "hashing" else 1), dtype=np.float32)
+    init_ray()
+    table = pa.table({"_idx": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
+    step = -(-len(texts) // max(1, num_blocks))
+    ds = ray.data.from_arrow([table.slice(o, step) for o in range(0, len(texts), step)])
+    parts: list[Any] = list(embed_dataset(ds, cfg).iter_batches(batch_size=None, batch_format="numpy"))
     idx = np.concatenate([p["_idx"] for p in parts])
     emb = np.concatenate([np.asarray(p["embedding"], dtype=np.float32) for p in parts])
     result = np.empty_like(emb)
     result[idx] = emb
-    return np.round(result, 5)
+    return result
+
+
+def embed_in_order(text_refs: list, cfg: EmbedConfig) -> list:
+    """Refs of float32 embedding arrays, one per input table of ``{_idx, text}`` refs, in input order (the
+    embeddings stay in the object store)."""
+    import ray.data
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    before = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    try:
+        ds = embed_dataset(ray.data.from_arrow_refs(text_refs), cfg)
+        return ds.materialize().to_numpy_refs(column="embedding")
+    finally:
+        ctx.execution_options.preserve_order = before

@@ -119,10 +119,13 @@ def flatten(messages: list[dict[str, str]]) -> tuple[str, str]:
     return prompt, messages[last]["content"]
 
 
+HASH_HEX = 16  # hex digits of the content hash that ends every row id
+
+
 def row_id(source: str, messages: list[dict[str, str]]) -> str:
-    """A content-derived id: stable across file order, block layout and reruns."""
+    """A content-derived id, ``<source>-<16 hex digits>``: stable across file order, block layout and reruns."""
     payload = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
-    return f"{source}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+    return f"{source}-{hashlib.sha256(payload.encode()).hexdigest()[:HASH_HEX]}"
 
 
 def normalize_record(

@@ -1,0 +1,191 @@
+"""Taking a mixture's chosen rows out of the surviving blocks and writing them, as Ray tasks.
+
+The surviving rows are sorted by (source, id) with Ray Data, so a row's rank — its position among its source's
+rows — is known from per-block counts. The driver decides on ranks only (:mod:`onlyif.mixing.select`); block
+tasks take the chosen rows, tag each with its output position and send it to the writer of that position;
+repeated ids get ``#2``, ``#3``… in chosen order (a small exchange by id); writer tasks on the driver's node write
+``SPLIT/part-XXXXX.parquet`` (and jsonl parts) for a contiguous run of files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+
+from onlyif.data.blocks import OUTSIDE_TRIAL, concat, on_this_node, refs, returned, split, text_hash, transpose
+from onlyif.io import sha256_file
+from onlyif.mixing.normalize import HASH_HEX
+from onlyif.mixing.records import output_schema
+from onlyif.mixing.select import RANK_BITS, occurrences
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _range_map(block: pa.Table, nsrc: int, buckets: int):
+    """Partition by (source, leading hex digits of the id's hash): partitions in order are (src, id) ranges."""
+    t = block.select([*output_schema().names, "src"])
+    lead = np.array([int(i[-HASH_HEX : -HASH_HEX + 4], 16) for i in t.column("id").to_pylist()], dtype=np.int64)
+    part = t.column("src").to_numpy() * buckets + (lead * buckets >> 16)
+    return returned(split(t, part, nsrc * buckets))
+
+
+@ray.remote(num_returns=2, scheduling_strategy=OUTSIDE_TRIAL)
+def _range_sort(*tables: pa.Table):
+    t = concat(tables).sort_by("id")
+    return t, t.num_rows
+
+
+def sort_by_source_and_id(blocks: list, nsrc: int, buckets: int) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """The surviving rows (output columns and ``src``) in (src, id) order: ``(blocks, source of each block, rank
+    of each block's first row within its source, rows per source)``.
+
+    A row id is ``<source>-<16 hex digits of a content hash>`` (:func:`~onlyif.mixing.normalize.row_id`), so
+    its hash digits are uniform and range partitions need no sampling: ``buckets`` ranges per source.
+    """
+    parts = nsrc * buckets
+    mapped = [refs(_range_map.options(num_returns=parts).remote(b, nsrc, buckets), parts) for b in blocks]
+    out = [_range_sort.remote(*col) for col in transpose(mapped)]
+    counts = np.array(ray.get([o[1] for o in out]), dtype=np.int64).reshape(nsrc, buckets)
+    first_rank = (np.cumsum(counts, axis=1) - counts).reshape(-1)
+    return [o[0] for o in out], np.repeat(np.arange(nsrc), buckets), first_rank, counts.sum(axis=1)
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _texts(block: pa.Table, which: str) -> pa.Table:
+    p, r = block.column("prompt"), block.column("response")
+    text = p if which == "prompt" else r if which == "response" else pc.binary_join_element_wise(p, r, "\n\n")
+    return pa.table({"_idx": pa.array(np.arange(block.num_rows, dtype=np.int64)), "text": text})
+
+
+def source_texts(blocks: list, src: np.ndarray, which: str, s: int) -> list:
+    """Refs of ``{_idx, text}`` tables: the embedding texts of source ``s`` in rank order."""
+    return [_texts.remote(b, which) for b, bs in zip(blocks, src, strict=True) if bs == s]
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _take_chosen(block, src, first_rank, plan, rows_per_file, files_per_writer, writers, parts):
+    base = (int(src) << RANK_BITS) + int(first_rank)
+    lo, hi = np.searchsorted(plan["key"], [base, base + block.num_rows])
+    take, g, out_pos = plan["key"][lo:hi] - base, plan["g"][lo:hi], plan["out_pos"][lo:hi]
+    rows = block.take(pa.array(take, pa.int64())).select(output_schema().names)
+    rows = rows.append_column("g", pa.array(g, pa.int64())).append_column("out_pos", pa.array(out_pos, pa.int64()))
+    writer = out_pos // rows_per_file // files_per_writer
+    names = rows.select(["id", "g", "out_pos"])
+    return returned(split(rows, writer, writers) + split(names, text_hash(names.column("id"), parts, True), parts))
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _number(rows_per_file: int, files_per_writer: int, writers: int, *tables: pa.Table):
+    t = concat(tables)
+    occ = occurrences(t.column("id").to_pylist(), t.column("g").to_numpy())
+    t = pa.table({"out_pos": t.column("out_pos"), "occ": pa.array(occ, pa.int64())}).filter(pa.array(occ > 1))
+    return returned(split(t, t.column("out_pos").to_numpy() // rows_per_file // files_per_writer, writers))
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _write(tmp: str, split_name: str, files: range, rows_per_file: int, write_jsonl: bool, nrows: int, *tables):
+    rows = concat(tables[:nrows]).sort_by("out_pos")
+    renamed = concat(tables[nrows:])
+    if renamed.num_rows:
+        ids = rows.column("id").to_pylist()
+        first = files.start * rows_per_file
+        for pos, occ in zip(renamed.column("out_pos").to_pylist(), renamed.column("occ").to_pylist(), strict=True):
+            ids[pos - first] = f"{ids[pos - first]}#{occ}"
+        rows = rows.set_column(0, "id", pa.array(ids, pa.string()))
+    rows = rows.select(output_schema().names).cast(output_schema())
+    written, domains = [], {}
+    for k in files:
+        part = rows.slice((k - files.start) * rows_per_file, rows_per_file)
+        path = Path(tmp) / split_name / f"part-{k:05d}.parquet"
+        pq.write_table(part, path)
+        written.append({"path": f"{split_name}/{path.name}", "rows": part.num_rows, "sha256": sha256_file(path)})
+        if write_jsonl:
+            write_jsonl_rows(Path(tmp) / f".{split_name}.jsonl.{k:05d}", part.to_pylist())
+    for d in pc.value_counts(rows.column("domain")).to_pylist() if rows.num_rows else []:
+        domains[d["values"]] = domains.get(d["values"], 0) + d["counts"]
+    return written, domains
+
+
+def write_jsonl_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def write_chosen(
+    blocks: list, src: np.ndarray, first_rank: np.ndarray, plan: dict[str, np.ndarray], tmp: Path, cfg, parts: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Write the chosen rows (``plan`` of :func:`onlyif.mixing.select.assignment`) as the output split of ``tmp``;
+    returns the files (path, rows, sha256) in order and the rows per domain."""
+    total, per_file = len(plan["key"]), cfg.rows_per_file
+    (tmp / cfg.output_split).mkdir()
+    if total == 0:
+        path = tmp / cfg.output_split / "part-00000.parquet"
+        pq.write_table(output_schema().empty_table(), path)
+        if cfg.write_jsonl:
+            (tmp / f"{cfg.output_split}.jsonl").write_text("")
+        return [{"path": f"{cfg.output_split}/{path.name}", "rows": 0, "sha256": sha256_file(path)}], {}
+    nfiles = -(-total // per_file)
+    per_writer = -(-nfiles // min(nfiles, parts))
+    writers = -(-nfiles // per_writer)
+    plan_ref = ray.put(plan)
+    taken = [
+        refs(
+            _take_chosen.options(num_returns=writers + parts).remote(
+                b, src[i], first_rank[i], plan_ref, per_file, per_writer, writers, parts
+            ),
+            writers + parts,
+        )
+        for i, b in enumerate(blocks)
+    ]
+    rows_for = transpose([t[:writers] for t in taken])
+    names = transpose([t[writers:] for t in taken])
+    renames = transpose(
+        [refs(_number.options(num_returns=writers).remote(per_file, per_writer, writers, *n), writers) for n in names]
+    )
+    pinned = on_this_node()
+    results = ray.get(
+        [
+            _write.options(**pinned).remote(
+                str(tmp),
+                cfg.output_split,
+                range(w * per_writer, min(nfiles, (w + 1) * per_writer)),
+                per_file,
+                cfg.write_jsonl,
+                len(rows_for[w]),
+                *rows_for[w],
+                *renames[w],
+            )
+            for w in range(writers)
+        ]
+    )
+    files = [f for written, _ in results for f in written]
+    domains: dict[str, int] = {}
+    for _, counts in results:
+        for d, c in counts.items():
+            domains[d] = domains.get(d, 0) + c
+    if cfg.write_jsonl:
+        _join_parts(tmp, cfg.output_split, nfiles)
+    return files, dict(sorted(domains.items()))
+
+
+def _join_parts(tmp: Path, split_name: str, nfiles: int) -> None:
+    import shutil
+
+    with open(tmp / f"{split_name}.jsonl", "wb") as out:
+        for k in range(nfiles):
+            part = tmp / f".{split_name}.jsonl.{k:05d}"
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out)
+            part.unlink()
+
+
+def digest(files: list[dict[str, Any]]) -> str:
+    return hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
