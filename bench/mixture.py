@@ -7,6 +7,11 @@ normalize, quarantine, filter, decontaminate (HumanEval, 13-grams), exact + MinH
 selection of half the rows, shuffle, parquet. Ray start-up and a small warm-up build are timed separately. Both must agree on every count.
 
     .venv/bin/python bench/mixture.py [--rows 100000] [--cpus 2] [--picks 10000] [--skip-kcenter]
+    .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2]   # driver bytes per input row
+
+``--rss``: the driver's peak RSS of ``build_mixture`` (a fresh process per size, Ray started in it, sources made
+beforehand by the parent) at each row count; the growth between the first and last size per added row is the
+driver's memory per input row (goal ≤ 100 bytes).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -185,6 +192,37 @@ def bench_kcenter(picks: int, n: int) -> None:
     )
 
 
+def driver_rss(root: Path, rows: int, cpus: int) -> None:
+    """In a fresh process: build the mixture of ``root`` and print the driver's peak RSS (MB) and the time."""
+    init_ray(num_cpus=cpus, progress=False)
+    t = time.perf_counter()
+    manifest = build_mixture(config(root, rows, blocks=max(2 * cpus, rows // 25_000)), root / "out", progress=False)
+    took = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rows": rows, "peak_rss_mb": round(peak, 1), "seconds": round(took, 1), **manifest["totals"]}))
+
+
+def bench_rss(sizes: list[int], cpus: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        results = []
+        for rows in sizes:
+            root = Path(tmp) / str(rows)
+            root.mkdir()
+            make_sources(root, rows)
+            cmd = [sys.executable, __file__, "--driver-rss", str(root), "--rows", str(rows), "--cpus", str(cpus)]
+            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results.append(json.loads(line))
+            r = results[-1]
+            print(
+                f"{rows:>9,} rows: driver peak RSS {r['peak_rss_mb']:.0f} MB, build {r['seconds']:.1f} s "
+                f"({rows / r['seconds']:,.0f} rows/s), selected {r['selected']:,}",
+                flush=True,
+            )
+        first, last = results[0], results[-1]
+        per_row = (last["peak_rss_mb"] - first["peak_rss_mb"]) * 2**20 / (last["rows"] - first["rows"])
+        print(f"driver bytes per input row ({first['rows']:,} -> {last['rows']:,}): {per_row:.0f} (goal <= 100)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000)
@@ -192,9 +230,15 @@ def main() -> None:
     ap.add_argument("--picks", type=int, default=10_000)
     ap.add_argument("--candidates", type=int, default=100_000)
     ap.add_argument("--skip-kcenter", action="store_true")
+    ap.add_argument("--rss", help="comma-separated row counts: measure the driver's peak RSS at each")
+    ap.add_argument("--driver-rss", help=argparse.SUPPRESS)  # internal: one --rss measurement in this process
     ap.add_argument("--nice", type=int, default=15, help="niceness of this process (Ray runs its workers at 15)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.driver_rss:
+        return driver_rss(Path(args.driver_rss), args.rows, args.cpus)
+    if args.rss:
+        return bench_rss([int(x) for x in args.rss.split(",")], args.cpus)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_sources(root, args.rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def test_same_config_same_bytes_and_the_sweep_cache(built, tmp_path):
     stamp = (path / "manifest.json").stat().st_mtime_ns
     assert cached_mixture(cfg, tmp_path / "cache") == (path, again)  # a cache hit: nothing rebuilt
     assert (path / "manifest.json").stat().st_mtime_ns == stamp
+    # another block layout and more output files: the same rows in the same order, the same side files
+    other = validate_config(MixtureConfig, cfg.to_dict() | {"num_blocks": 5, "rows_per_file": 7})
+    relaid = build_mixture(other, tmp_path / "relaid", progress=False)
+    assert len(relaid["output"]["files"]) == 9 and relaid["totals"] == manifest["totals"]
+    assert pq.read_table(tmp_path / "relaid" / "train").equals(pq.read_table(out / "train"))
+    for name in ("quarantine.jsonl", "decontaminated.jsonl", "duplicates.jsonl"):
+        assert (tmp_path / "relaid" / name).read_bytes() == (out / name).read_bytes(), name
     # the seeded shuffle interleaves the sources
     sources = pq.read_table(out / "train").column("source").to_pylist()
     assert sources != sorted(sources, key=list(COUNTS).index)
@@ -143,6 +151,10 @@ def test_upsampling_and_fractions_through_the_cli(ray_cluster, fixture_sources, 
     ids = pq.read_table(tmp_path / "up" / "train").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 65 and sum(i.endswith("#3") for i in ids) == 5
     jsonl = read_jsonl(tmp_path / "up" / "train.jsonl")
+    # the exact bytes the single-process pipeline wrote for this config (rows chosen, upsampled copies and their
+    # #n ids, output order): the distributed pipeline must not change any of them
+    digest = hashlib.sha256((tmp_path / "up" / "train.jsonl").read_bytes()).hexdigest()
+    assert digest == "98220e52eb99ad78a4d96727a3b8d98e1ac79a39233fdc8c6a5ee25a9bd327a5"
     assert [r["id"] for r in jsonl] == ids and set(jsonl[0]) == {
         "id",
         "source",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 
 from onlyif.data.blocks import OUTSIDE_TRIAL, block_of, concat, refs, returned, split, text_hash, transpose
@@ -44,10 +43,10 @@ def _exact_reduce(nblocks: int, *tables: pa.Table):
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _without(block: pa.Table, *dropped: pa.Table) -> pa.Table:
-    gone = pa.concat_arrays([d.column("loc").combine_chunks() for d in dropped]) if dropped else None
-    if gone is None or len(gone) == 0:
+    gone = np.concatenate([d.column("loc").to_numpy() for d in dropped] or [np.zeros(0, np.int64)])
+    if len(gone) == 0:
         return block
-    return block.filter(pc.invert(pc.is_in(block.column("loc"), value_set=gone)))
+    return block.filter(pa.array(~np.isin(block.column("loc").to_numpy(), gone)))
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
@@ -73,12 +72,14 @@ def _components(nblocks: int, *edges: pa.Table):
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _candidates(block: pa.Table, comps: pa.Table, parts: int):
-    where = pc.index_in(block.column("loc"), value_set=comps.column("loc"))
-    rows = pc.indices_nonzero(pc.is_valid(where))
-    t = block.take(rows).select(["src", "id", "loc", "minhash"])
-    comp = comps.column("comp").take(pc.take(where, rows))
-    t = t.append_column("comp", comp)
-    return returned(split(t, comp.to_numpy() % parts, parts))
+    # numpy rather than pyarrow.compute here: pc.indices_nonzero crashes on some empty chunked inputs
+    nodes, comp = comps.column("loc").to_numpy(), comps.column("comp").to_numpy()
+    loc = block.column("loc").to_numpy()
+    at = np.minimum(np.searchsorted(nodes, loc), max(len(nodes) - 1, 0))
+    rows = np.flatnonzero(nodes[at] == loc) if len(nodes) else np.zeros(0, np.int64)
+    t = block.take(pa.array(rows, pa.int64())).select(["src", "id", "loc", "minhash"])
+    t = t.append_column("comp", pa.array(comp[at[rows]], pa.int64()))
+    return returned(split(t, comp[at[rows]] % parts, parts))
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)

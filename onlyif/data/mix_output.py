@@ -59,7 +59,7 @@ def sort_by_source_and_id(blocks: list, nsrc: int, buckets: int) -> tuple[list, 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _texts(block: pa.Table, which: str) -> pa.Table:
-    p, r = block.column("prompt"), block.column("response")
+    p, r = block.column("prompt").combine_chunks(), block.column("response").combine_chunks()
     text = p if which == "prompt" else r if which == "response" else pc.binary_join_element_wise(p, r, "\n\n")
     return pa.table({"_idx": pa.array(np.arange(block.num_rows, dtype=np.int64)), "text": text})
 

@@ -25,8 +25,10 @@ STATUSES = (QUARANTINED, FILTERED, CONTAMINATED, OK)
 
 @ray.remote(num_returns=4, scheduling_strategy=OUTSIDE_TRIAL)
 def _census(block: pa.Table, index: int, names: list[str]):
-    src = pc.index_in(block.column("source"), value_set=pa.array(names)).to_numpy(zero_copy_only=False)
-    status = block.column("status").to_numpy(zero_copy_only=False)
+    src = pc.index_in(block.column("source").combine_chunks(), value_set=pa.array(names)).to_numpy(
+        zero_copy_only=False
+    )
+    status = block.column("status").combine_chunks().to_numpy(zero_copy_only=False)
     counts = np.zeros((len(names), len(STATUSES) + 1), dtype=np.int64)
     counts[:, 0] = np.bincount(src, minlength=len(names))
     for j, s in enumerate(STATUSES, 1):
