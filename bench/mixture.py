@@ -7,10 +7,10 @@ normalize, quarantine, filter, decontaminate (HumanEval, 13-grams), exact + MinH
 selection of half the rows, shuffle, parquet. Ray start-up and a small warm-up build are timed separately. Both must agree on every count.
 
     .venv/bin/python bench/mixture.py [--rows 100000] [--cpus 2] [--picks 10000] [--skip-kcenter]
-    .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2]   # driver bytes per input row
+    .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2] [--budget N]   # driver bytes per input row
 
-``--rss``: the driver's peak RSS of ``build_mixture`` (a fresh process per size, Ray started in it, sources made
-beforehand by the parent) at each row count; the growth between the first and last size per added row is the
+``--rss``: the driver's peak RSS (``VmHWM``) of ``build_mixture`` (a fresh process per size, Ray started in it,
+sources made beforehand by the parent) at each row count; the growth between the first and last size per added row is the
 driver's memory per input row (goal ≤ 100 bytes).
 """
 
@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -84,12 +83,12 @@ def make_sources(root: Path, rows: int, seed: int = 0) -> None:
     )
 
 
-def config(root: Path, rows: int, blocks: int) -> MixtureConfig:
+def config(root: Path, rows: int, blocks: int, budget: int | None = None) -> MixtureConfig:
     return validate_config(
         MixtureConfig,
         {
             "seed": 0,
-            "budget": rows // 2,
+            "budget": budget or rows // 2,
             "num_blocks": blocks,
             "sources": [
                 {
@@ -169,7 +168,7 @@ def pandas_pipeline(cfg: MixtureConfig, root: Path, out: Path) -> dict:
     return counts
 
 
-def bench_kcenter(picks: int, n: int) -> None:
+def bench_kcenter(picks: int, n: int, shards: int = 0) -> None:
     rng = np.random.default_rng(0)
     d = 384
     # structured 384-d unit vectors: 64 clusters on a 24-dim subspace plus isotropic noise
@@ -190,19 +189,51 @@ def bench_kcenter(picks: int, n: int) -> None:
         f"(measured {t_probe:.1f} s for {probe} picks); speed-up {t_naive / t_fast:.1f}x; "
         f"first {probe} picks identical: {bool(np.array_equal(fast[:probe], ref))}"
     )
+    if shards:
+        import ray
+
+        from onlyif.data.kcenter_ray import k_center_sharded
+
+        init_ray(progress=False)
+        blocks = [ray.put(b) for b in np.array_split(x, 4 * shards)]
+        t = time.perf_counter()
+        sharded = k_center_sharded(blocks, picks, seed=0, shards=shards)
+        t_sharded = time.perf_counter() - t
+        print(
+            f"k-center on {shards} Ray actors (embeddings in the object store): {t_sharded:.1f} s "
+            f"({t_sharded / picks * 1e3:.1f} ms per pick); picks identical to one process: "
+            f"{bool(np.array_equal(sharded, fast))}"
+        )
 
 
-def driver_rss(root: Path, rows: int, cpus: int) -> None:
-    """In a fresh process: build the mixture of ``root`` and print the driver's peak RSS (MB) and the time."""
+def driver_rss(root: Path, rows: int, cpus: int, budget: int | None) -> None:
+    """In a fresh process: build the mixture of ``root`` and print the driver's peak RSS (MB) and the time.
+
+    Linux keeps a process's peak RSS across ``exec``, so a child forked from a big parent (the one that just
+    made the sources) would report the parent's size: the peak is reset first (``clear_refs`` 5) and read
+    from ``VmHWM``.
+    """
+    Path("/proc/self/clear_refs").write_text("5")
     init_ray(num_cpus=cpus, progress=False)
     t = time.perf_counter()
-    manifest = build_mixture(config(root, rows, blocks=max(2 * cpus, rows // 25_000)), root / "out", progress=False)
+    manifest = build_mixture(
+        config(root, rows, blocks=max(2 * cpus, rows // 25_000), budget=budget), root / "out", progress=False
+    )
     took = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "peak_rss_mb": round(peak, 1), "seconds": round(took, 1), **manifest["totals"]}))
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    peak = int(status["VmHWM"].split()[0]) / 1024
+    now = {k: status[k].strip() for k in ("VmRSS", "RssAnon", "RssFile", "RssShmem") if k in status}
+    import ray
+
+    now["object_store_gb"] = round(ray.cluster_resources().get("object_store_memory", 0) / 2**30, 1)
+    print(
+        json.dumps(
+            {"rows": rows, "peak_rss_mb": round(peak, 1), "seconds": round(took, 1), "now": now, **manifest["totals"]}
+        )
+    )
 
 
-def bench_rss(sizes: list[int], cpus: int) -> None:
+def bench_rss(sizes: list[int], cpus: int, budget: int | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         for rows in sizes:
@@ -210,6 +241,7 @@ def bench_rss(sizes: list[int], cpus: int) -> None:
             root.mkdir()
             make_sources(root, rows)
             cmd = [sys.executable, __file__, "--driver-rss", str(root), "--rows", str(rows), "--cpus", str(cpus)]
+            cmd += ["--budget", str(budget)] if budget else []
             line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             results.append(json.loads(line))
             r = results[-1]
@@ -219,8 +251,9 @@ def bench_rss(sizes: list[int], cpus: int) -> None:
                 flush=True,
             )
         first, last = results[0], results[-1]
-        per_row = (last["peak_rss_mb"] - first["peak_rss_mb"]) * 2**20 / (last["rows"] - first["rows"])
-        print(f"driver bytes per input row ({first['rows']:,} -> {last['rows']:,}): {per_row:.0f} (goal <= 100)")
+        if len(results) > 1:
+            per_row = (last["peak_rss_mb"] - first["peak_rss_mb"]) * 2**20 / (last["rows"] - first["rows"])
+            print(f"driver bytes per input row ({first['rows']:,} -> {last['rows']:,}): {per_row:.0f} (goal <= 100)")
 
 
 def main() -> None:
@@ -230,15 +263,17 @@ def main() -> None:
     ap.add_argument("--picks", type=int, default=10_000)
     ap.add_argument("--candidates", type=int, default=100_000)
     ap.add_argument("--skip-kcenter", action="store_true")
+    ap.add_argument("--kcenter-shards", type=int, default=2, help="also time k-center on this many Ray actors (0: no)")
     ap.add_argument("--rss", help="comma-separated row counts: measure the driver's peak RSS at each")
+    ap.add_argument("--budget", type=int, help="with --rss: a fixed mixture budget (default: half the rows)")
     ap.add_argument("--driver-rss", help=argparse.SUPPRESS)  # internal: one --rss measurement in this process
     ap.add_argument("--nice", type=int, default=15, help="niceness of this process (Ray runs its workers at 15)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.driver_rss:
-        return driver_rss(Path(args.driver_rss), args.rows, args.cpus)
+        return driver_rss(Path(args.driver_rss), args.rows, args.cpus, args.budget)
     if args.rss:
-        return bench_rss([int(x) for x in args.rss.split(",")], args.cpus)
+        return bench_rss([int(x) for x in args.rss.split(",")], args.cpus, args.budget)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_sources(root, args.rows)
@@ -267,7 +302,7 @@ def main() -> None:
         print(f"pandas (1 process):  {t_pd:.1f} s, {n / t_pd:,.0f} rows/s")
         print(f"ratio ray / pandas: {t_pd / t_ray:.2f}x")
     if not args.skip_kcenter:
-        bench_kcenter(args.picks, args.candidates)
+        bench_kcenter(args.picks, args.candidates, args.kcenter_shards)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
         dropped += gone
     ordered, block_src, first_rank, available = sort_by_source_and_id(blocks, len(names), parts)
     del blocks
-    lap("dedup_s")
+    lap("dedup_s")  # census, dedup and the sort by (source, id): the tasks run as one graph
 
     stats: dict[str, dict[str, Any]] = {}
     chosen = []
@@ -248,21 +248,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
 
 def _ordered_stats(st: dict[str, Any]) -> dict[str, Any]:
     """A source's counts in the manifest's key order."""
-    keys = (
-        "read",
-        QUARANTINED,
-        FILTERED,
-        CONTAMINATED,
-        "exact_duplicates",
-        "near_duplicates",
-        "available",
-        "requested",
-        "selected",
-        "upsampled",
-        "upsample_factor",
-        "selection",
-    )
-    return {k: st[k] for k in keys}
+    return {k: st[k] for k in (*TOTALS, "upsample_factor", "selection")}
 
 
 def cached_mixture(cfg: MixtureConfig, cache_dir: str | Path, progress: bool = False) -> tuple[Path, dict]:
