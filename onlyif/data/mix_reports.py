@@ -3,11 +3,14 @@
 :func:`census` turns each work block into a small summary for the driver (counts, first parse problem) and
 three tables left in the object store: quarantined rows, contaminated rows and the ok rows (with their ``src``
 index and ``loc``). :func:`write_reports` writes ``quarantine.jsonl``, ``decontaminated.jsonl`` and
-``duplicates.jsonl`` in one task on the driver's node, in the order the files always had.
+``duplicates.jsonl``, in the order the files always had: tasks sort parts, the driver merges them line by line.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from onlyif.data.blocks import LOC_SHIFT, OUTSIDE_TRIAL, concat, on_this_node
+from onlyif.data.blocks import LOC_SHIFT, OUTSIDE_TRIAL, on_this_node
 from onlyif.data.mix_output import write_jsonl_rows
 from onlyif.mixing.records import CONTAMINATED, FILTERED, OK, QUARANTINED, output_schema
 
@@ -62,42 +65,73 @@ def census(blocks: list, names: list[str]) -> tuple[np.ndarray, list[str | None]
     return counts, first, [o[1] for o in out], [o[2] for o in out], [o[3] for o in out]
 
 
-@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
-def _write_reports(tmp: str, names: list[str], nq: int, nc: int, *tables: pa.Table) -> dict[str, list[int]]:
-    order = {n: i for i, n in enumerate(names)}
-    quarantine = sorted(
-        concat(tables[:nq]).to_pylist(),
-        key=lambda r: (order[r["source"]], r["path"] or "", r["line"] or 0, r["reason"], r["raw"] or ""),
-    )
-    write_jsonl_rows(Path(tmp) / "quarantine.jsonl", quarantine)
-    contaminated = sorted(
-        (
-            {"id": r["id"], "source": r["source"], "match": r["reason"]}
-            for r in concat(tables[nq : nq + nc]).to_pylist()
-        ),
-        key=lambda r: (order[r["source"]], r["id"], r["match"]),
-    )
-    write_jsonl_rows(Path(tmp) / "decontaminated.jsonl", contaminated)
-    dropped = [t for t in tables[nq + nc :] if t.num_rows]
-    rows = concat(tuple(dropped)).to_pylist() if dropped else []
-    kinds = {"exact": 0, "near": 1}
-    rows.sort(key=lambda r: (kinds[r["kind"]], r["src"], r["id"]))
-    write_jsonl_rows(
-        Path(tmp) / "duplicates.jsonl",
-        [
+KINDS = {"exact": 0, "near": 1}
+REPORTS = {  # file name → sort key of its rows (given the source order)
+    "quarantine.jsonl": lambda o: (
+        lambda r: (o[r["source"]], r["path"] or "", r["line"] or 0, r["reason"], r["raw"] or "")
+    ),
+    "decontaminated.jsonl": lambda o: lambda r: (o[r["source"]], r["id"], r["match"]),
+    "duplicates.jsonl": lambda o: lambda r: (KINDS[r["kind"]], o[r["source"]], r["id"]),
+}
+
+
+def _report_rows(report: str, names: list[str], tables: tuple[pa.Table, ...]) -> list[dict[str, Any]]:
+    rows = [r for t in tables if t.num_rows for r in t.to_pylist()]
+    if report == "decontaminated.jsonl":
+        return [{"id": r["id"], "source": r["source"], "match": r["reason"]} for r in rows]
+    if report == "duplicates.jsonl":
+        return [
             {"id": r["id"], "source": names[r["src"]], "kind": r["kind"], "duplicate_of": r["duplicate_of"]}
             for r in rows
-        ],
-    )
-    counts = {k: [0] * len(names) for k in kinds}
-    for r in rows:
-        counts[r["kind"]][r["src"]] += 1
+        ]
+    return rows
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _write_part(path: str, report: str, names: list[str], *tables: pa.Table) -> dict[str, list[int]]:
+    """One sorted part of a report; returns the duplicates it holds per kind and source."""
+    rows = sorted(_report_rows(report, names, tables), key=REPORTS[report]({n: i for i, n in enumerate(names)}))
+    write_jsonl_rows(Path(path), rows)
+    counts = {k: [0] * len(names) for k in KINDS}
+    for r in rows if report == "duplicates.jsonl" else ():
+        counts[r["kind"]][names.index(r["source"])] += 1
     return counts
 
 
-def write_reports(tmp: Path, names: list[str], quarantined: list, contaminated: list, dropped: list) -> dict[str, Any]:
-    """Write the three side files into ``tmp``; returns the duplicates per kind and source."""
-    task = _write_reports.options(**on_this_node())
-    return ray.get(
-        task.remote(str(tmp), names, len(quarantined), len(contaminated), *quarantined, *contaminated, *dropped)
-    )
+def _merge(parts: list[Path], out: Path, key) -> None:
+    """Merge sorted jsonl parts into ``out`` line by line (one line per part in memory)."""
+    files = [open(p, encoding="utf-8") for p in parts]
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.writelines(heapq.merge(*files, key=lambda line: key(json.loads(line))))
+    finally:
+        for fh in files:
+            fh.close()
+
+
+def write_reports(
+    tmp: Path, names: list[str], quarantined: list, contaminated: list, dropped: list, parts: int
+) -> dict[str, list[int]]:
+    """Write ``quarantine.jsonl``, ``decontaminated.jsonl`` and ``duplicates.jsonl`` into ``tmp``: tasks on the
+    driver's node sort and write up to ``parts`` parts of each, the driver merges them; returns the duplicates
+    per kind and source."""
+    work = tmp / ".reports"
+    work.mkdir()
+    task = _write_part.options(**on_this_node())
+    pending, merged = [], {}
+    for report, tables in zip(REPORTS, (quarantined, contaminated, dropped), strict=True):
+        groups = [g for g in np.array_split(np.arange(len(tables)), max(1, min(parts, len(tables)))) if len(g)]
+        paths = [work / f"{report}.{i:05d}" for i in range(len(groups))]
+        pending += [
+            task.remote(str(p), report, names, *(tables[j] for j in g)) for p, g in zip(paths, groups, strict=True)
+        ]
+        merged[report] = paths
+    counts = {k: [0] * len(names) for k in KINDS}
+    for part in ray.get(pending):
+        for k in KINDS:
+            counts[k] = [a + b for a, b in zip(counts[k], part[k], strict=True)]
+    order = {n: i for i, n in enumerate(names)}
+    for report, paths in merged.items():
+        _merge(paths, tmp / report, REPORTS[report](order))
+    shutil.rmtree(work)
+    return counts

@@ -201,7 +201,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
 
     with atomic_dir(out, overwrite) as tmp:
         files, domains = write_chosen(ordered, block_src, first_rank, plan, tmp, cfg, parts)
-        dups = write_reports(tmp, names, quarantined, contaminated, dropped)
+        dups = write_reports(tmp, names, quarantined, contaminated, dropped, parts)
         lap("write_s")
         rows = sum(f["rows"] for f in files)
         diversity = None
