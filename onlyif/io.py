@@ -33,12 +33,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 def ensure_writable_dir(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing non-empty ``out`` unless ``overwrite``."""
+    """Refuse an existing non-empty ``out`` unless ``overwrite``, and a place where no folder can be made (checked
+    by making and removing one in the nearest existing parent, so a run fails before its work, not after)."""
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise OnlyIfError(f"--out {p}: exists and is not a directory")
     if p.is_dir() and any(p.iterdir()) and not overwrite:
         raise OnlyIfError(f"--out {p}: directory exists and is not empty (pass --overwrite to replace it)")
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    probe = parent / f".onlyif-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise OnlyIfError(f"--out {p}: cannot create a folder in {parent} ({exc.strerror or exc})") from None
     return p
 
 
@@ -49,9 +59,12 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     A failed or interrupted run therefore never leaves a half-written ``out``.
     """
     final = ensure_writable_dir(out, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise OnlyIfError(f"--out {final}: cannot create it ({exc.strerror or exc})") from None
     try:
         yield tmp
         if final.exists():

@@ -151,6 +151,11 @@ def test_existing_output_is_refused_unless_overwrite(ray_cluster, tmp_path, caps
     assert main(["generate", "--config", str(cfg), "--out", str(out), "--quiet", "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and (out / "train").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temp dirs left behind
+    # a place where no folder can be made: one line naming it, before any work
+    assert main(["generate", "--config", str(cfg), "--out", "/proc/onlyif-out", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--out /proc/onlyif-out: cannot create a folder in /proc (" in err, err
+    assert len(err.splitlines()) == 1
 
 
 BAD = [

@@ -187,7 +187,8 @@ def _config_with(fx, tmp_path, mutate):
     cfg = counted(fx)
     mutate(cfg)
     if "only" in cfg:  # keep only the source under test (faster)
-        cfg["sources"] = [s for s in cfg["sources"] if s["name"] == cfg.pop("only")]
+        only = cfg.pop("only")
+        cfg["sources"] = [s for s in cfg["sources"] if s["name"] == only]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -249,3 +250,17 @@ def test_kcenter_selection_spreads_over_topics_of_an_hf_source(ray_cluster, tmp_
     build_mixture(cfg, tmp_path / "kc", progress=False)
     prompts = pq.read_table(tmp_path / "kc" / "train").column("prompt").to_pylist()
     assert sorted(next(t for t in topics if t in p) for p in prompts) == sorted(topics)
+
+
+def test_a_hub_id_without_the_hub_fails_in_seconds(ray_cluster, fixture_sources, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: as offline as it gets
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    path = _config_with(
+        fixture_sources,
+        tmp_path,
+        lambda c: c["sources"][0].update(path=None, hf="some-user/unknown-id") or c.update(only="code"),
+    )
+    assert main(["mix", "--config", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sources[code]: cannot reach the Hugging Face Hub at 127.0.0.1:9 (Connection refused)" in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()

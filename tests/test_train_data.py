@@ -140,6 +140,10 @@ def test_model_factory_and_codecs(tmp_path):
     with pytest.raises(OnlyIfError, match="directory not found"):
         check_model_dir(tmp_path / "nope")
     hf_dir = tiny_hf_model(tmp_path / "llama")
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text((hf_dir / "config.json").read_text())
+    with pytest.raises(OnlyIfError, match=r"config-only: no weights \(none of model.safetensors, "):
+        check_model_dir(tmp_path / "config-only")
     codec = load_codec(hf_dir)
     assert isinstance(codec, HFCodec)
     prompts, responses = codec.encode({"prompt": ["add one to two"], "response": [" three "]})

@@ -180,6 +180,9 @@ def test_bad_inputs_fail_fast_with_one_line(data, tmp_path):
     (tmp_path / "no-config").mkdir()
     with pytest.raises(OnlyIfError, match="no config.json"):
         run_training(tiny_cfg(model__pretrained=str(tmp_path / "no-config")), data, tmp_path / "c")
+    (tmp_path / "no-config" / "config.json").write_text('{"model_type": "gpt2"}')  # a config and nothing else
+    with pytest.raises(OnlyIfError, match="no-config: no weights"):  # in the driver: no worker starts, no retry
+        run_training(tiny_cfg(model__pretrained=str(tmp_path / "no-config")), data, tmp_path / "c")
     with pytest.raises(OnlyIfError, match="--eval-data .*absent: dataset directory not found"):
         run_training(tiny_cfg(), data, tmp_path / "f", eval_data=[tmp_path / "absent"])
     with pytest.raises(OnlyIfError, match="split 'test_seen' is in both"):

@@ -1,7 +1,7 @@
 """Taking a mixture's chosen rows out of the surviving blocks and writing them, as Ray tasks.
 
-The surviving rows are sorted by (source, id) with Ray Data, so a row's rank — its position among its source's
-rows — is known from per-block counts. The driver decides on ranks only (:mod:`onlyif.mixing.select`); block
+The surviving rows are range-partitioned and sorted by (source, id), so a row's rank — its position among its
+source's rows — is known from per-block counts. The driver decides on ranks only (:mod:`onlyif.mixing.select`); block
 tasks take the chosen rows, tag each with its output position and send it to the writer of that position;
 repeated ids get ``#2``, ``#3``… in chosen order (a small exchange by id); writer tasks on the driver's node write
 ``SPLIT/part-XXXXX.parquet`` (and jsonl parts) for a contiguous run of files.

@@ -165,13 +165,24 @@ def convert_gguf(path: Path, out: Path, what: str = "model") -> None:
         write_json_atomic(tmp / GGUF_MANIFEST, manifest)
 
 
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
 def check_model_dir(path: str | os.PathLike) -> Path:
-    """An HF model directory must exist and hold ``config.json``."""
+    """An HF model directory must exist and hold ``config.json`` and weights (checked in the driver, before any
+    worker starts: a user error is not worth a Ray Train retry)."""
     p = Path(path)
     if not p.is_dir():
         raise OnlyIfError(f"model {p}: directory not found")
     if not (p / "config.json").is_file():
         raise OnlyIfError(f"model {p}: no config.json (not a Hugging Face model directory)")
+    if not any((p / name).is_file() for name in WEIGHT_FILES):
+        raise OnlyIfError(f"model {p}: no weights (none of {', '.join(WEIGHT_FILES)})")
     return p
 
 
