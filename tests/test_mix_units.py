@@ -129,3 +129,20 @@ def test_shipped_mix_presets_validate():
         cfg = load_config(MixtureConfig, path)
         assert sum(cfg.requested()) == cfg.budget
         assert path.read_text().startswith("#") and "ray job submit" in path.read_text()
+
+
+def test_hf_datasets_are_read_from_their_arrow_cache_files_by_row_ranges(tmp_path):
+    """So that an ``hf:`` or ``disk`` source's rows never pass through the driver (each piece is read by a task)."""
+    import datasets
+
+    from onlyif.data.sources import _read_arrow_chunks, hf_arrow_chunks
+
+    rows = {"instruction": [f"q{i}" for i in range(103)], "output": [f"a{i}" for i in range(103)]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "d"), max_shard_size="1KB")
+    ds = datasets.load_from_disk(str(tmp_path / "d"))
+    assert len(ds.cache_files) > 1  # several shards: pieces cross file boundaries in order
+    pieces = hf_arrow_chunks(ds, 4)
+    assert sum(p["rows"] for p in pieces) == 103 and len(pieces) >= 4
+    read = _read_arrow_chunks({k: [p[k] for p in pieces] for k in pieces[0]})
+    assert read.to_pydict() == rows
+    assert hf_arrow_chunks(ds.shuffle(seed=0), 4) is None  # an indices mapping: read through the table instead

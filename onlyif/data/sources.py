@@ -275,7 +275,36 @@ def _load_hf(rs: ResolvedSource):
             hf_ds = datasets.load_dataset(src.hf, src.hf_config, split=src.split)
     except (FileNotFoundError, ValueError, ConnectionError) as exc:
         raise ConfigError(f"{_where(src)}: cannot load dataset: {str(exc).splitlines()[0]}") from None
-    return hf_ds.with_format("arrow")[:]
+    return hf_ds
+
+
+def hf_arrow_chunks(hf_ds, k: int) -> list[dict[str, Any]] | None:
+    """(Arrow cache file, offset, rows) pieces of about total/k rows each of a dataset backed by its cache files
+    in order, or None when it is not (an in-memory dataset, or one with an indices mapping)."""
+    import pyarrow as pa
+
+    files = [f["filename"] for f in hf_ds.cache_files]
+    if not files or getattr(hf_ds, "_indices", None) is not None:
+        return None
+    sizes = [pa.ipc.open_stream(pa.memory_map(f)).read_all().num_rows for f in files]
+    if sum(sizes) != hf_ds.num_rows:
+        return None
+    step = max(1, -(-sum(sizes) // k))
+    return [
+        {"path": f, "offset": o, "rows": min(step, n - o)}
+        for f, n in zip(files, sizes, strict=True)
+        for o in range(0, n, step)
+    ]
+
+
+def _read_arrow_chunks(batch: dict[str, Any]):
+    import pyarrow as pa
+
+    parts = []
+    for path, offset, rows in zip(batch["path"], batch["offset"], batch["rows"], strict=True):
+        table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+        parts.append(table.slice(int(offset), int(rows)))
+    return pa.concat_tables(parts, promote_options="default")
 
 
 def read_source(rs: ResolvedSource, num_blocks: int) -> ray.data.Dataset:
@@ -305,7 +334,15 @@ def read_source(rs: ResolvedSource, num_blocks: int) -> ray.data.Dataset:
         return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
             _read_parquet_chunks, batch_size=1, batch_format="numpy"
         )
-    # not ray.data.from_huggingface: it first asks the Hub for parquet exports, which fails offline
-    table = _load_hf(rs)
+    # not ray.data.from_huggingface: it first asks the Hub for parquet exports, which fails offline. A dataset
+    # backed by Arrow cache files (load_dataset, load_from_disk) is read from them by tasks, by row ranges, so
+    # its rows never pass through the driver.
+    hf_ds = _load_hf(rs)
+    pieces = hf_arrow_chunks(hf_ds, num_blocks)
+    if pieces:
+        return ray.data.from_items(pieces, override_num_blocks=len(pieces)).map_batches(
+            _read_arrow_chunks, batch_size=1, batch_format="numpy"
+        )
+    table = hf_ds.with_format("arrow")[:]
     step = max(1, -(-table.num_rows // num_blocks))
     return ray.data.from_arrow([table.slice(o, step) for o in range(0, max(table.num_rows, 1), step)])
