@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 
 from onlyif.errors import OnlyIfError
+from onlyif.net import connect_error
 
 
 def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
@@ -51,14 +51,11 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
+    reason = connect_error(host, int(port), timeout)
+    if reason is not None:
         raise OnlyIfError(
             f"could not connect to the Ray cluster at RAY_ADDRESS={address} ({reason}); is the head running?"
-        ) from None
+        )
 
 
 def cluster_cpus() -> int:

@@ -424,7 +424,14 @@ def make_rows(cfg: CodeSourcesConfig) -> tuple[dict[str, list[dict[str, Any]]], 
 def build_code_sources(cfg: CodeSourcesConfig, out: str | os.PathLike, overwrite: bool = False) -> dict[str, Any]:
     """Write ``code.jsonl``, ``code_heldout.jsonl``, ``general.jsonl``, ``general_heldout.jsonl`` and
     ``manifest.json`` into ``out`` (atomically) and return the manifest."""
-    from onlyif.io import atomic_dir, ensure_writable_dir, library_versions, sha256_file, write_json_atomic
+    from onlyif.io import (
+        atomic_dir,
+        ensure_writable_dir,
+        library_versions,
+        sha256_file,
+        write_json_atomic,
+        write_jsonl,
+    )
 
     ensure_writable_dir(out, overwrite)
     files, info = make_rows(cfg)
@@ -435,7 +442,7 @@ def build_code_sources(cfg: CodeSourcesConfig, out: str | os.PathLike, overwrite
         written = {}
         for name, rows in files.items():
             path = tmp / f"{name}.jsonl"
-            path.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
+            write_jsonl(path, rows)
             written[f"{name}.jsonl"] = {"rows": len(rows), "sha256": sha256_file(path)}
         manifest = {
             "config": cfg.to_dict(),

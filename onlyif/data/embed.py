@@ -129,13 +129,7 @@ def embed_in_order(text_refs: list, cfg: EmbedConfig) -> list:
     """Refs of float32 embedding arrays, one per input table of ``{_idx, text}`` refs, in input order (the
     embeddings stay in the object store)."""
     import ray.data
-    from ray.data import DataContext
 
-    ctx = DataContext.get_current()
-    before = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True
-    try:
-        ds = embed_dataset(ray.data.from_arrow_refs(text_refs), cfg)
-        return ds.materialize().to_numpy_refs(column="embedding")
-    finally:
-        ctx.execution_options.preserve_order = before
+    ds = ray.data.from_arrow_refs(text_refs)
+    ds.context.execution_options.preserve_order = True
+    return embed_dataset(ds, cfg).materialize().to_numpy_refs(column="embedding")

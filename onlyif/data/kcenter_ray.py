@@ -19,7 +19,7 @@ import numpy as np
 import ray
 
 from onlyif.data.blocks import OUTSIDE_TRIAL
-from onlyif.mixing.kcenter import Center, KCenterShard, _first_center, k_center, pca_basis, pca_sample_rows
+from onlyif.mixing.kcenter import Center, KCenterShard, first_center, k_center, pca_basis, pca_sample_rows
 
 SHARD_BYTES = 1 << 30  # default shard size: embeddings up to 1 GiB run in one task, without per-pick round trips
 ACTOR_CPUS = 0.5  # per shard actor, at most: less when fewer CPUs are free, so that starting never waits on them
@@ -29,7 +29,6 @@ class _ShardActor:
     """Holds one contiguous run of embedding blocks (fetched here, never by the driver)."""
 
     def __init__(self, refs: list):
-        import ray
         from threadpoolctl import threadpool_limits
 
         self._limits = threadpool_limits(1)  # for the actor's lifetime
@@ -65,6 +64,11 @@ class _ShardActor:
         return value, self.offset + best, self.shard.center(best)
 
 
+def _check_widths(widths: set[int]) -> None:
+    if len(widths) > 1:
+        raise ValueError(f"k_center_sharded: blocks differ in width: {sorted(widths)}")
+
+
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _nbytes(block: np.ndarray) -> int:
     return int(np.asarray(block).nbytes)
@@ -76,15 +80,11 @@ def _k_center_task(k: int, seed: int, dims: int, *blocks: np.ndarray) -> np.ndar
 
     with threadpool_limits(1):
         parts = [np.asarray(b, dtype=np.float32) for b in blocks if len(b)]
-        widths = {p.shape[1] for p in parts}
-        if len(widths) > 1:
-            raise ValueError(f"k_center_sharded: blocks differ in width: {sorted(widths)}")
+        _check_widths({p.shape[1] for p in parts})
         return k_center(np.concatenate(parts), k, seed=seed, dims=dims) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _actor_cpus(shards: int) -> float:
-    import ray
-
     free = ray.available_resources().get("CPU", 0.0)
     return min(ACTOR_CPUS, math.floor(100 * free / shards) / 100)
 
@@ -104,8 +104,6 @@ def k_center_sharded(
     gets a contiguous run of blocks. One shard runs :func:`k_center` in a single task instead (same picks, no
     round trip per pick). ``progress(j)`` is called every 256 picks (only at the end for a single task).
     """
-    import ray
-
     blocks = list(blocks)
     if k <= 0 or not blocks:
         return np.zeros(0, dtype=np.int64)
@@ -123,8 +121,7 @@ def k_center_sharded(
     actors = [actor_cls.remote([blocks[b] for b in run]) for run in runs]
     try:
         sizes = ray.get([a.size.remote() for a in actors])
-        if len({d for m, d in sizes if m}) > 1:
-            raise ValueError(f"k_center_sharded: blocks differ in width: {sorted({d for m, d in sizes if m})}")
+        _check_widths({d for m, d in sizes if m})
         starts = np.cumsum([0] + [m for m, _ in sizes])
         n = int(starts[-1])
         k = min(k, n)
@@ -135,7 +132,7 @@ def k_center_sharded(
             return int(np.searchsorted(starts, i, side="right")) - 1
 
         picks = np.empty(k, dtype=np.int64)
-        picks[0] = c = _first_center(n, seed)
+        picks[0] = c = first_center(n, seed)
         rows = pca_sample_rows(n, seed)
         cuts = np.searchsorted(rows, starts)
         parts = ray.get([a.rows.remote(rows[cuts[s] : cuts[s + 1]] - starts[s]) for s, a in enumerate(actors)])

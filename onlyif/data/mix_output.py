@@ -10,7 +10,6 @@ repeated ids get ``#2``, ``#3``… in chosen order (a small exchange by id); wri
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pyarrow.parquet as pq
 import ray
 
 from onlyif.data.blocks import OUTSIDE_TRIAL, concat, on_this_node, refs, returned, split, text_hash, transpose
-from onlyif.io import sha256_file
+from onlyif.io import sha256_file, write_jsonl
 from onlyif.mixing.normalize import HASH_HEX
 from onlyif.mixing.records import output_schema
 from onlyif.mixing.select import RANK_BITS, occurrences
@@ -90,7 +89,7 @@ def _number(rows_per_file: int, files_per_writer: int, writers: int, *tables: pa
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
-def _write(tmp: str, split_name: str, files: range, rows_per_file: int, write_jsonl: bool, nrows: int, *tables):
+def _write(tmp: str, split_name: str, files: range, rows_per_file: int, with_jsonl: bool, nrows: int, *tables):
     rows = concat(tables[:nrows]).sort_by("out_pos")
     renamed = concat(tables[nrows:])
     if renamed.num_rows:
@@ -106,17 +105,11 @@ def _write(tmp: str, split_name: str, files: range, rows_per_file: int, write_js
         path = Path(tmp) / split_name / f"part-{k:05d}.parquet"
         pq.write_table(part, path)
         written.append({"path": f"{split_name}/{path.name}", "rows": part.num_rows, "sha256": sha256_file(path)})
-        if write_jsonl:
-            write_jsonl_rows(Path(tmp) / f".{split_name}.jsonl.{k:05d}", part.to_pylist())
+        if with_jsonl:
+            write_jsonl(Path(tmp) / f".{split_name}.jsonl.{k:05d}", part.to_pylist())
     for d in pc.value_counts(rows.column("domain")).to_pylist() if rows.num_rows else []:
         domains[d["values"]] = domains.get(d["values"], 0) + d["counts"]
     return written, domains
-
-
-def write_jsonl_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def write_chosen(

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import ray
 
 from onlyif.data.blocks import LOC_SHIFT, OUTSIDE_TRIAL, on_this_node
-from onlyif.data.mix_output import write_jsonl_rows
+from onlyif.io import write_jsonl
 from onlyif.mixing.records import CONTAMINATED, FILTERED, OK, QUARANTINED, output_schema
 
 STATUSES = (QUARANTINED, FILTERED, CONTAMINATED, OK)
@@ -91,7 +91,7 @@ def _report_rows(report: str, names: list[str], tables: tuple[pa.Table, ...]) ->
 def _write_part(path: str, report: str, names: list[str], *tables: pa.Table) -> dict[str, list[int]]:
     """One sorted part of a report; returns the duplicates it holds per kind and source."""
     rows = sorted(_report_rows(report, names, tables), key=REPORTS[report]({n: i for i, n in enumerate(names)}))
-    write_jsonl_rows(Path(path), rows)
+    write_jsonl(path, rows)
     counts = {k: [0] * len(names) for k in KINDS}
     for r in rows if report == "duplicates.jsonl" else ():
         counts[r["kind"]][names.index(r["source"])] += 1

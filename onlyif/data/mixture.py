@@ -99,12 +99,12 @@ def _choose(cfg: MixtureConfig, idx: int, available: int, requested: int, texts,
     from onlyif.mixing.select import chosen_ranks
 
     src = cfg.sources[idx]
-    if requested > available and not src.upsample:
-        raise ConfigError(
-            f"sources[{src.name}]: asks for {requested} rows but only {available} are available after quarantine, "
-            "filters, decontamination and dedup; set upsample: true or ask for fewer"
-        )
     if requested > available:
+        if not src.upsample:
+            raise ConfigError(
+                f"sources[{src.name}]: asks for {requested} rows but only {available} are available after "
+                "quarantine, filters, decontamination and dedup; set upsample: true or ask for fewer"
+            )
         log.warning(
             "sources[%s]: upsampling %d rows to %d (x%.2f)", src.name, available, requested, requested / available
         )
@@ -130,14 +130,12 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
     ``decontaminated.jsonl``, ``duplicates.jsonl`` and optionally ``SPLIT.jsonl``. Same config and seed ⇒
     byte-identical data files. Nothing is left behind on failure.
     """
-    import ray
-
     from onlyif.data.mix_dedup import dedup_parts, exact_dedup, near_dedup
     from onlyif.data.mix_output import digest, sort_by_source_and_id, source_texts, write_chosen
     from onlyif.data.mix_reports import census, write_reports
     from onlyif.io import atomic_dir, ensure_writable_dir, library_versions, write_json_atomic
     from onlyif.mixing.select import assignment
-    from onlyif.ray_utils import init_ray
+    from onlyif.ray_utils import cluster_cpus, init_ray
 
     ensure_writable_dir(out, overwrite)
     resolved = [resolve_source(s) for s in cfg.sources]
@@ -158,7 +156,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
     del work
     for i, src in enumerate(cfg.sources):
         _source_error_checks(src, int(counts[i, 0]), int(counts[i, 1]), first_problem[i])
-    parts = dedup_parts(len(blocks), int(ray.cluster_resources().get("CPU", 1)))
+    parts = dedup_parts(len(blocks), cluster_cpus())
     dropped: list = []
     if cfg.dedup.exact:
         blocks, gone = exact_dedup(blocks, parts)

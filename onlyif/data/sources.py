@@ -242,21 +242,20 @@ def _check_hub(src: SourceConfig, timeout: float = 3.0) -> None:
     """Fail in seconds, not after the datasets library's retries, when a Hub id is asked for and the Hub cannot be
     reached. ``HF_HUB_OFFLINE=1`` skips the check: the dataset is then read from the local cache."""
     import os
-    import socket
     from urllib.parse import urlparse
+
+    from onlyif.net import connect_error
 
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or Path(src.hf).exists():
         return
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
+    reason = connect_error(host, port, timeout)
+    if reason is not None:
         raise ConfigError(
-            f"{_where(src)}: cannot reach the Hugging Face Hub at {host}:{port} ({exc.strerror or exc}); "
+            f"{_where(src)}: cannot reach the Hugging Face Hub at {host}:{port} ({reason}); "
             "set HF_HUB_OFFLINE=1 to read it from the local cache, or point path: at local files"
-        ) from None
+        )
 
 
 def _load_hf(rs: ResolvedSource):

@@ -29,7 +29,7 @@ SAMPLE_ROWS = 4096  # rows the PCA basis is fit on
 Center = tuple[np.ndarray, np.ndarray, np.float32, np.float32, np.float32]
 
 
-def _first_center(n: int, seed: int) -> int:
+def first_center(n: int, seed: int) -> int:
     return int(np.random.default_rng(seed).integers(n))
 
 
@@ -108,7 +108,7 @@ def k_center_naive(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     sq = _sqnorms(x)
     picks = np.empty(k, dtype=np.int64)
-    picks[0] = _first_center(n, seed)
+    picks[0] = first_center(n, seed)
     mind = np.full(n, np.inf, dtype=np.float32)
     with threadpool_limits(1):
         for j in range(1, k):
@@ -133,7 +133,7 @@ def k_center(
     if k == 0:
         return np.zeros(0, dtype=np.int64)
     picks = np.empty(k, dtype=np.int64)
-    picks[0] = c = _first_center(n, seed)
+    picks[0] = c = first_center(n, seed)
     with threadpool_limits(1):
         shard = KCenterShard(x, pca_basis(x[pca_sample_rows(n, seed)], dims))
         for j in range(1, k):
