@@ -64,6 +64,20 @@ def test_threshold_fit_binomial_interval_with_one_seed_and_other_levels():
     assert high.method == "none" and high.threshold > fit.threshold  # 0.8 is crossed later than 0.5
 
 
+def test_threshold_interval_does_not_depend_on_the_order_of_the_trials():
+    df = _table(seeds=2)
+    shuffled = df.sample(frac=1.0, random_state=3)
+    for method, kwargs in (("seeds", {"seeds": "seed"}), ("binomial", {})):
+        fits = []
+        for table in (df, shuffled):
+            extra = {k: table[v].to_numpy() for k, v in kwargs.items()}
+            if method == "binomial":
+                extra["n_examples"] = np.full(len(table), 200)
+            fits.append(fit_threshold(table["instructions"], table[UNSEEN], resamples=100, **extra))
+        assert fits[0].method == method
+        assert (fits[0].low, fits[0].high) == (fits[1].low, fits[1].high)
+
+
 def test_threshold_fit_censored_when_never_or_always_above():
     assert fit_threshold([10, 100, 1000], [0.0, 0.05, 0.2]).censored == "above"
     assert fit_threshold([10, 100, 1000], [0.9, 0.95, 0.99]).censored == "below"

@@ -106,6 +106,8 @@ def test_shipped_sweep_configs_expand():
         cfg = load_config(SweepConfig, f)
         points = expand_grid(cfg)
         assert any(p.skip_reason is None for p in points), f
+    # trials start in the listed order: the reproduction lists its slowest (many-rule) points first
+    assert [p.labels["instructions"] for p in expand_grid(load_config(SweepConfig, PRESET))] == [20000, 1000, 100, 10]
 
 
 def _child_runs(exp: Path):

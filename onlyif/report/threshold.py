@@ -92,6 +92,11 @@ def fit_threshold(
         raise ValueError("instructions and accuracy must be non-empty and of the same length")
     if (inst <= 0).any():
         raise ValueError("instructions must be > 0")
+    # trials in (I, accuracy) order: the bootstrap draws, hence the interval, do not depend on the trials' order
+    order = np.lexsort((np.zeros_like(acc) if n_examples is None else np.asarray(n_examples, dtype=float), acc, inst))
+    inst, acc = inst[order], acc[order]
+    seeds = None if seeds is None else np.asarray(seeds)[order]
+    n_examples = None if n_examples is None else np.asarray(n_examples)[order]
     logi = np.log10(inst)
     ulog = np.unique(logi)
     means = np.array([acc[logi == u].mean() for u in ulog])
