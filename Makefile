@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup reproduce test lint style specialist-cpu clean
+.PHONY: setup reproduce test lint style specialist-cpu cluster-up cluster-down clean
 
 setup:
 	bash scripts/setup.sh
@@ -20,6 +20,14 @@ specialist-cpu: setup
 	[ -d data/heldout_code_cpu/test_code ] || \
 		$(VENV)/bin/onlyif mix --config jobs/configs/mix_heldout_code_cpu.yaml --out data/heldout_code_cpu
 	$(VENV)/bin/onlyif sweep --config jobs/configs/sweep_specialist_cpu.yaml --out $(SPECIALIST_OUT)
+
+# A local Ray head + MLflow server for `ray job submit` (README "Run on a cluster"); e.g.
+#   make cluster-up CLUSTER_ARGS="--workers 1 --head-cpus 1"   then   source .cluster/env.sh
+cluster-up: setup
+	$(VENV)/bin/onlyif cluster up $(CLUSTER_ARGS)
+
+cluster-down:
+	$(VENV)/bin/onlyif cluster down
 
 lint: setup
 	$(VENV)/bin/ruff check onlyif tests bench jobs

@@ -1,12 +1,14 @@
-"""Ray job: build the synthetic rewrite-task splits (same options as ``onlyif generate``).
+"""Ray job: build the synthetic rewrite-task splits (same options as ``onlyif generate``), plus ``--smoke-test``
+(a few thousand short examples with the preset's rule families).
 
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/generate.py --config jobs/configs/generate_smoke.yaml --out /tmp/onlyif-smoke --overwrite
+    ray job submit --working-dir . -- \
+        python jobs/generate.py --config jobs/configs/generate_main.yaml --out /shared/data/main
+    python jobs/generate.py --config jobs/configs/generate_main.yaml --out /tmp/gen-smoke --smoke-test
 """
 
 import sys
 
-from onlyif.cli import main
+from onlyif.cli import run_job
 
 if __name__ == "__main__":
-    sys.exit(main(["generate", *sys.argv[1:]]))
+    sys.exit(run_job("generate", sys.argv[1:]))

@@ -1,12 +1,13 @@
-"""Ray job: the embedded-default emergence reproduction (same options as ``onlyif reproduce``).
+"""Ray job: the embedded-default emergence reproduction (same options as ``onlyif reproduce``), plus
+``--smoke-test`` (a 2-point grid of a tiny model, to check the cluster and its MLflow server first).
 
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/reproduce.py --out /shared/runs/reproduce
+    ray job submit --working-dir . -- python jobs/reproduce.py --out /shared/runs/reproduce
+    python jobs/reproduce.py --out /tmp/reproduce-smoke --smoke-test
 """
 
 import sys
 
-from onlyif.cli import main
+from onlyif.cli import run_job
 
 if __name__ == "__main__":
-    sys.exit(main(["reproduce", *sys.argv[1:]]))
+    sys.exit(run_job("reproduce", sys.argv[1:]))

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("onlyif.sweep.sweep_cmd", "run a budget-vs-diversity grid with Ray Tune and MLflow"),
     "report": ("onlyif.sweep.report_cmd", "turn a sweep into curves, heatmaps and the emergence threshold"),
     "reproduce": ("onlyif.sweep.reproduce_cmd", "run the embedded-default emergence reproduction (CPU-sized)"),
+    "cluster": ("onlyif.cluster_cmd", "start or stop a local Ray cluster and MLflow server for `ray job submit`"),
 }
 
 
@@ -44,13 +45,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
     )
 
 
-def run_job(command: str, argv: list[str], smoke: list[str] | None = None) -> int:
-    """Entry of a thin ``jobs/*.py`` script: ``onlyif COMMAND *argv``; ``--smoke-test`` adds ``--set`` for each of
-    the job's ``smoke`` overrides (a tiny CPU run of any preset)."""
+def run_job(command: str, argv: list[str]) -> int:
+    """Entry of a thin ``jobs/*.py`` script: ``onlyif COMMAND *argv``; ``--smoke-test`` adds the ``--set`` overrides
+    of :mod:`onlyif.smoke` that shrink any preset of the job to a CPU-sized run (after the caller's own)."""
     args = list(argv)
-    if smoke is not None and "--smoke-test" in args:
+    if "--smoke-test" in args:
+        from onlyif.smoke import smoke_overrides
+
         args.remove("--smoke-test")
-        args += [item for kv in smoke for item in ("--set", kv)]
+        config = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"), None)
+        config = config or next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+        args += [item for kv in smoke_overrides(command, config) for item in ("--set", kv)]
     return main([command, *args])
 
 

@@ -35,3 +35,10 @@ def child_runs(uri: str, parent_run_id: str) -> list[Any]:
     return client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50000
     )
+
+
+def where_to_look(uri: str) -> str:
+    """How a user opens ``uri``: the server's address, or the ``mlflow ui`` command for a local store."""
+    if uri.startswith(("http://", "https://", "databricks")):
+        return f"MLflow: {uri}"
+    return f"MLflow UI: mlflow ui --backend-store-uri {uri} --workers 1"

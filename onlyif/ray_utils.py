@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from onlyif.errors import OnlyIfError
 from onlyif.net import connect_error
@@ -37,6 +38,14 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
             where = f"connect to the Ray cluster at RAY_ADDRESS={address}" if address else "start a local Ray"
             hint = "is the head running?" if address else "check free memory and /tmp space, or retry when less loaded"
             raise OnlyIfError(f"could not {where} ({first}); {hint}") from None
+        if address:
+            res = ray.cluster_resources()
+            nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+            print(
+                f"joined the Ray cluster at RAY_ADDRESS={address}: {nodes} node(s), {res.get('CPU', 0):g} CPU, "
+                f"{res.get('GPU', 0):g} GPU",
+                file=sys.stderr,
+            )
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.enable_operator_progress_bars = progress

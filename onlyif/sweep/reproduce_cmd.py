@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from onlyif.config import load_config
+    from onlyif.mlflow_names import where_to_look
     from onlyif.sweep.config import SweepConfig
     from onlyif.sweep.run import run_sweep
     from onlyif.sweep.sweep_cmd import check_resume_args, print_conclusions
@@ -30,7 +32,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(SweepConfig, args.config or PRESET, args.overrides)
         out = args.out or f"runs/reproduce-{time.strftime('%Y%m%d-%H%M%S')}"
-        print(f"onlyif reproduce: {len(cfg.grid.instructions or [])} grid points → {out} (MLflow on sqlite there)")
+        where = (
+            "the MLflow server at $MLFLOW_TRACKING_URI"
+            if os.environ.get("MLFLOW_TRACKING_URI")
+            else "MLflow on sqlite there"
+        )
+        print(f"onlyif reproduce: {len(cfg.grid.instructions or [])} grid points → {out} ({where})")
         outcome = run_sweep(cfg, out)
     report = outcome.report
     if report is not None:
@@ -38,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
         verdict = "SHOWN" if report["shown"] else "NOT SHOWN"
         print(f"phenomenon {verdict}; report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials in {outcome.wall_seconds / 60:.1f} min")
-    print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} --workers 1")
+    print(where_to_look(outcome.tracking_uri))
     return 0 if outcome.finished + outcome.stopped == outcome.total else 1

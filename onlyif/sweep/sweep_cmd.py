@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if not args.out:
             raise OnlyIfError("--out EXP_DIR is required")
+    from onlyif.mlflow_names import where_to_look
     from onlyif.sweep.run import run_sweep
 
     outcome = run_sweep(cfg, args.resume or args.out, resume=bool(args.resume), report=not args.no_report)
@@ -60,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
         print_conclusions(outcome.report)
         print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s")
-    print(f"MLflow UI: mlflow ui --backend-store-uri {outcome.tracking_uri} --workers 1")
+    print(where_to_look(outcome.tracking_uri))
     return 0 if outcome.finished + outcome.stopped == outcome.total else 1

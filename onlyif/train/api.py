@@ -75,10 +75,14 @@ class _Tokenize:
 
 
 def _check_resources(cfg: TrainConfig) -> None:
-    """Refuse scaling the cluster cannot place (instead of waiting forever for workers)."""
+    """Refuse scaling the cluster can never place (instead of waiting forever for workers). On an autoscaling
+    cluster, what its node types could add counts too: the request then waits for the autoscaler."""
     import ray
+    from ray._private.state import state  # the autoscaler's cluster config, as Ray Train's own check reads it
 
-    total = ray.cluster_resources()
+    total = dict(ray.cluster_resources())
+    for name, amount in (state.get_max_resources_from_cluster_config() or {}).items():
+        total[name] = max(float(total.get(name, 0)), float(amount))
     s = cfg.scaling
     need = {"CPU": s.num_workers * s.worker_cpus}
     for name, amount in (s.resources_per_worker or {}).items():
@@ -92,7 +96,8 @@ def _check_resources(cfg: TrainConfig) -> None:
             per = amount / s.num_workers
             raise ConfigError(
                 f"scaling.num_workers: {s.num_workers} workers × {per:g} {name} need {amount:g} {name} but the Ray "
-                f"cluster has {have:g}; lower scaling.num_workers or scaling.resources_per_worker"
+                f"cluster has {have:g} and can never have more; lower scaling.num_workers or "
+                "scaling.resources_per_worker"
             )
 
 

@@ -1,0 +1,60 @@
+"""``onlyif cluster up|down|status``: a local Ray head (+ worker nodes or an autoscaler) and an MLflow server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from onlyif.local_cluster import ClusterSpec, down, status, up
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--dir", default=os.environ.get("ONLYIF_CLUSTER_DIR", ".cluster"), help="state folder (default .cluster)"
+    )
+    parser.add_argument("--port", type=int, default=6379, help="Ray GCS port (default 6379)")
+    parser.add_argument("--dashboard-port", type=int, default=8265, help="dashboard / job server port (8265)")
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (5000)")
+    parser.add_argument("--head-cpus", type=int, default=os.cpu_count() or 1, help="CPUs the head advertises")
+    parser.add_argument("--workers", type=int, default=0, help="worker nodes to join to the head (default 0)")
+    parser.add_argument("--worker-cpus", type=int, default=1, help="CPUs each worker node advertises (1)")
+    parser.add_argument(
+        "--autoscale", type=int, default=0, metavar="N", help="let Ray's autoscaler start up to N worker nodes"
+    )
+    parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds before an idle node goes (60)")
+    parser.add_argument("--auth", choices=("token", "disabled"), default="token", help="Ray auth mode (token)")
+    parser.add_argument("--artifacts", help="MLflow artifact destination (default DIR/mlflow/artifacts; s3://…)")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = ClusterSpec(
+        state_dir=Path(args.dir).resolve(),
+        port=args.port,
+        dashboard_port=args.dashboard_port,
+        mlflow_port=args.mlflow_port,
+        head_cpus=args.head_cpus,
+        workers=args.workers,
+        worker_cpus=args.worker_cpus,
+        autoscale=args.autoscale,
+        idle_timeout_s=args.idle_timeout,
+        auth=args.auth,
+        artifacts=args.artifacts,
+    )
+    if args.action == "up":
+        env = up(spec)
+        print(f"Ray job server {env['RAY_ADDRESS']} (auth: {spec.auth}), MLflow {env['MLFLOW_TRACKING_URI']}")
+        print(f"for clients: source {spec.state_dir / 'env.sh'}")
+        print("  ray job submit --working-dir . -- python jobs/sweep.py --config CONFIG --smoke-test")
+        return 0
+    if args.action == "down":
+        n = down(spec)
+        print(f"stopped {n} process(es) of the cluster in {spec.state_dir}" if n else "nothing was running")
+        return 0
+    running = status(spec)
+    for name, pid in running.items():
+        print(f"{name}: {'pid ' + str(pid) if pid else 'not running'}")
+    if not running:
+        print(f"no cluster started from {spec.state_dir}")
+    return 0 if running and all(running.values()) else 1

@@ -1,0 +1,327 @@
+"""A real Ray cluster and MLflow tracking server on this machine, for ``ray job submit`` and the cluster tests.
+
+``up`` starts, each as its own process group with a PID file under the state folder (default ``.cluster``):
+
+- a Ray head (``ray start --head --block``): GCS on ``port``, the dashboard and job server bound to 127.0.0.1,
+  token authentication (``RAY_AUTH_MODE=token``, a fresh token in ``STATE/auth_token``, mode 0600) unless
+  ``auth="disabled"``;
+- ``workers`` more Ray nodes joined to it (``ray start --address``), each with ``worker_cpus`` CPUs, a
+  ``worker_node`` resource and its own temp dir — several Ray nodes on one machine, as Ray's own multi-node tests
+  run;
+- or, with ``autoscale=N``, no fixed workers but Ray's autoscaler with its fake multi-node provider: it starts up
+  to N such worker nodes when tasks ask for more than the head has and stops them after ``idle_timeout_s``;
+- an MLflow tracking server (``mlflow server``, sqlite backend, artifacts served from ``STATE/mlflow/artifacts``
+  or an ``s3://`` destination), bound to 127.0.0.1.
+
+``STATE/env.sh`` exports what a client needs (``RAY_ADDRESS`` of the job server, the auth variables,
+``MLFLOW_TRACKING_URI``). ``up`` is idempotent (a running service is left alone); ``down`` stops every process
+whose command line names the cluster's Ray directory (``/tmp/onlyif-ray-<hash of the state folder>``), then the rest of each process group, SIGTERM first
+and SIGKILL after a grace period (5 s), and removes the PID files. Both are also ``onlyif cluster up|down|status``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from onlyif.errors import OnlyIfError
+from onlyif.net import connect_error
+
+HOST = "127.0.0.1"
+WORKER_RESOURCE = "worker_node"
+"""Custom resource every worker node advertises (one per node), so that work can be pinned off the head."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where and what to start; ports must be free on 127.0.0.1."""
+
+    state_dir: Path
+    port: int = 6379
+    dashboard_port: int = 8265
+    mlflow_port: int = 5000
+    head_cpus: int = 2
+    workers: int = 0
+    worker_cpus: int = 1
+    autoscale: int = 0
+    idle_timeout_s: float = 10.0
+    auth: str = "token"
+    artifacts: str | None = None
+    """MLflow artifact destination (default ``STATE/mlflow/artifacts``; an ``s3://bucket/prefix`` works too)."""
+
+    @property
+    def ray_dir(self) -> Path:
+        """Ray's temp dir: short and under /tmp (Ray's socket paths in it must fit 107 bytes), one per state
+        folder."""
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"onlyif-ray-{digest}"
+
+    @property
+    def token_path(self) -> Path:
+        return self.state_dir / "auth_token"
+
+    @property
+    def job_address(self) -> str:
+        return f"http://{HOST}:{self.dashboard_port}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+
+def _bin(name: str) -> str:
+    """An executable of this Python environment (``ray``, ``mlflow``), so that the cluster runs our packages."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def client_env(spec: ClusterSpec) -> dict[str, str]:
+    """Variables a client of the cluster needs: the job server, the auth token and the MLflow server."""
+    env = {"RAY_ADDRESS": spec.job_address, "MLFLOW_TRACKING_URI": spec.mlflow_uri}
+    if spec.auth == "token":
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(spec.token_path.resolve())}
+    else:
+        env |= {"RAY_AUTH_MODE": "disabled"}
+    return env
+
+
+def _server_env(spec: ClusterSpec) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
+        env.pop(key, None)
+    # job entrypoints (`python jobs/...`) and the autoscaler's nodes run this environment's Python
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env |= {k: v for k, v in client_env(spec).items() if k.startswith("RAY_AUTH")}
+    env["MLFLOW_TRACKING_URI"] = spec.mlflow_uri  # jobs submitted to this cluster log to its MLflow server
+    return env
+
+
+def _pid_file(spec: ClusterSpec, name: str) -> Path:
+    return spec.state_dir / "pids" / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _running(spec: ClusterSpec, name: str) -> int | None:
+    f = _pid_file(spec, name)
+    if f.is_file():
+        pid = int(f.read_text().strip() or 0)
+        if pid and _alive(pid):
+            return pid
+    return None
+
+
+def _spawn(spec: ClusterSpec, name: str, cmd: list[str], env: dict[str, str]) -> int:
+    """Start ``cmd`` as the leader of a new process group, logging to ``STATE/logs/NAME.log``."""
+    logs = spec.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    pid_file = _pid_file(spec, name)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _wait(what: str, ready, spec: ClusterSpec, name: str, timeout: float) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if _running(spec, name) is None:
+            break
+        time.sleep(0.5)
+    log = spec.state_dir / "logs" / f"{name}.log"
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+    raise OnlyIfError(f"{what} did not come up within {timeout:.0f} s (log {log}: {tail[0] if tail else 'empty'})")
+
+
+def _http_ok(url: str, token: str | None = None) -> bool:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _alive_nodes(spec: ClusterSpec) -> int:
+    """Alive Ray nodes, from the job server's REST API (the same call `ray list nodes` makes)."""
+    token = spec.token_path.read_text().strip() if spec.auth == "token" else None
+    url = f"{spec.job_address}/api/v0/nodes?limit=100&detail=false&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return len(json.load(r)["data"]["result"]["result"])
+    except (urllib.error.URLError, OSError, KeyError, ValueError):
+        return 0
+
+
+def _autoscaling_config(spec: ClusterSpec) -> Path:
+    """Ray's fake multi-node provider: worker nodes are local Ray nodes the autoscaler starts and stops."""
+    from ray._private.services import get_node_ip_address
+
+    config = {
+        "cluster_name": "onlyif-local",
+        "max_workers": spec.autoscale,
+        "idle_timeout_minutes": spec.idle_timeout_s / 60,
+        "upscaling_speed": 1.0,
+        "provider": {"type": "fake_multinode", "gcs_address": f"{get_node_ip_address()}:{spec.port}"},
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": spec.head_cpus}, "node_config": {}, "max_workers": 0},
+            "cpu_worker": {
+                "resources": {"CPU": spec.worker_cpus, WORKER_RESOURCE: 1},
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": spec.autoscale,
+            },
+        },
+        "head_node_type": "ray.head.default",
+        "auth": {"ssh_user": "ubuntu"},
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+    }
+    path = spec.state_dir / "autoscaler.json"
+    path.write_text(json.dumps(config, indent=1))
+    return path
+
+
+def up(spec: ClusterSpec) -> dict[str, str]:
+    """Start what is not running yet; returns :func:`client_env` (also written to ``STATE/env.sh``)."""
+    if spec.workers and spec.autoscale:
+        raise OnlyIfError("cluster: give fixed workers or autoscale, not both")
+    if spec.auth not in ("token", "disabled"):
+        raise OnlyIfError(f"cluster.auth: {spec.auth!r} is not one of token, disabled")
+    spec.state_dir.mkdir(parents=True, exist_ok=True)
+    if spec.auth == "token" and not spec.token_path.is_file():
+        spec.token_path.write_text(secrets.token_hex(32) + "\n")
+        spec.token_path.chmod(0o600)
+    env = _server_env(spec)
+
+    if _running(spec, "head") is None:
+        for port in (spec.port, spec.dashboard_port):
+            if connect_error(HOST, port, 0.5) is None:
+                raise OnlyIfError(f"cluster: port {port} on {HOST} is taken by another program; choose another")
+        cmd = [_bin("ray"), "start", "--head", "--block", f"--port={spec.port}", f"--num-cpus={spec.head_cpus}"]
+        cmd += [f"--dashboard-host={HOST}", f"--dashboard-port={spec.dashboard_port}", "--include-dashboard=true"]
+        cmd += [f"--temp-dir={spec.ray_dir.resolve()}", "--disable-usage-stats"]
+        head_env = env
+        if spec.autoscale:
+            cmd.append(f"--autoscaling-config={_autoscaling_config(spec)}")
+            head_env = env | {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+        _spawn(spec, "head", cmd, head_env)
+    token = spec.token_path.read_text().strip() if spec.auth == "token" else None
+    _wait("the Ray head", lambda: _http_ok(f"{spec.job_address}/api/version", token), spec, "head", 90)
+
+    for i in range(1, spec.workers + 1):
+        name = f"worker-{i}"
+        if _running(spec, name) is None:
+            cmd = [_bin("ray"), "start", "--block", f"--address={HOST}:{spec.port}", f"--num-cpus={spec.worker_cpus}"]
+            cmd += [f"--resources={json.dumps({WORKER_RESOURCE: 1})}", "--disable-usage-stats"]
+            # its own temp dir: nodes sharing one would unpack a job's working_dir into the same folder, and a
+            # process whose current directory is replaced under it dies (MKL aborts loading torch without a cwd)
+            cmd += [f"--temp-dir={spec.ray_dir}-{name}"]
+            _spawn(spec, name, cmd, env)
+    if spec.workers:
+        _wait(f"{spec.workers} Ray worker node(s)", lambda: _alive_nodes(spec) >= 1 + spec.workers, spec, "head", 90)
+
+    if _running(spec, "mlflow") is None:
+        if connect_error(HOST, spec.mlflow_port, 0.5) is None:
+            raise OnlyIfError(f"cluster: port {spec.mlflow_port} on {HOST} is taken by another program")
+        store = (spec.state_dir / "mlflow").resolve()
+        store.mkdir(parents=True, exist_ok=True)
+        artifacts = spec.artifacts or str(store / "artifacts")
+        cmd = [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
+        cmd += ["--artifacts-destination", artifacts, "--host", HOST, "--port", str(spec.mlflow_port)]
+        cmd += ["--workers", "1"]
+        _spawn(spec, "mlflow", cmd, env)
+    _wait("the MLflow server", lambda: _http_ok(f"{spec.mlflow_uri}/health"), spec, "mlflow", 90)
+
+    client = client_env(spec)
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in client.items()]
+    (spec.state_dir / "env.sh").write_text("\n".join(lines) + "\n")
+    return client
+
+
+def _procs_of(spec: ClusterSpec) -> list[int]:
+    """PIDs of the cluster's processes: each PID file's process group, and anything naming our Ray directory
+    (Ray's workers and the autoscaler's nodes)."""
+    import psutil
+
+    groups = set()
+    for f in (spec.state_dir / "pids").glob("*.pid") if (spec.state_dir / "pids").is_dir() else []:
+        pid = int(f.read_text().strip() or 0)
+        if pid:
+            groups.add(pid)
+    marker = str(spec.ray_dir.resolve())
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            in_group = os.getpgid(p.info["pid"]) in groups
+        except (ProcessLookupError, PermissionError):
+            continue
+        if in_group or any(marker in part for part in p.info["cmdline"] or []):
+            found.append(p.info["pid"])
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def down(spec: ClusterSpec, grace_s: float = 5.0) -> int:
+    """Stop every process of the cluster in ``spec.state_dir``; returns how many were running. SIGTERM first (the
+    MLflow server closes its store); Ray's GCS, raylets and ``ray start --block`` often outlive the grace period
+    and are then killed, as ``ray stop --force`` would."""
+    pids = _procs_of(spec)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.3)
+    for pid in _procs_of(spec) + [p for p in pids if _alive(p)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    pid_dir = spec.state_dir / "pids"
+    for f in pid_dir.glob("*.pid") if pid_dir.is_dir() else []:
+        f.unlink()
+    return len(pids)
+
+
+def status(spec: ClusterSpec) -> dict[str, int | None]:
+    """PID of each started service (None when not running)."""
+    pid_dir = spec.state_dir / "pids"
+    names = sorted(f.stem for f in pid_dir.glob("*.pid")) if pid_dir.is_dir() else []
+    return {name: _running(spec, name) for name in names}

@@ -1,0 +1,167 @@
+"""The cluster path, on real processes: `onlyif cluster up` (a Ray head, a second Ray node or Ray's autoscaler, an
+MLflow server, all bound to 127.0.0.1 with token auth), `ray job submit` of the smoke sweep, results read back
+over HTTP and from the Tune storage path, then `onlyif cluster down`. No Ray runs inside the test process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from onlyif.local_cluster import ClusterSpec, _alive_nodes, _procs_of
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@contextlib.contextmanager
+def _cluster(tmp_path: Path, *args: str):
+    """`onlyif cluster up` with free ports; yields (spec, client env); always `onlyif cluster down`."""
+    port, dash, mlf = _free_ports(3)
+    state = tmp_path / "cluster"
+    spec = ClusterSpec(state, port=port, dashboard_port=dash, mlflow_port=mlf)
+    flags = ["--dir", str(state), "--port", str(port), "--dashboard-port", str(dash), "--mlflow-port", str(mlf)]
+    try:
+        up = subprocess.run(
+            [BIN / "onlyif", "cluster", "up", *flags, *args], capture_output=True, text=True, timeout=240
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        env = dict(os.environ)
+        for line in (state / "env.sh").read_text().splitlines():
+            key, value = line.removeprefix("export ").split("=", 1)
+            env[key] = value
+        yield spec, env
+    finally:
+        subprocess.run([BIN / "onlyif", "cluster", "down", *flags], capture_output=True, timeout=120)
+        assert not _procs_of(spec), "processes of the cluster survived `onlyif cluster down`"
+
+
+def _submit(env: dict, working_dir: Path | None, *entrypoint: str, timeout: float = 600) -> str:
+    shipped = ["--working-dir", str(working_dir)] if working_dir else []
+    job = subprocess.run(
+        [BIN / "ray", "job", "submit", *shipped, "--", *entrypoint],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
+    return job.stdout
+
+
+def test_cluster_yaml_passes_rays_schema_and_our_rules():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))  # what `ray up` does first: Ray's defaults, then its JSON schema
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types
+    head = types[config["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0, "the head must not advertise GPUs: no training lands there"
+    gpu_types = [name for name, t in types.items() if name != config["head_node_type"]]
+    assert gpu_types and all(types[n]["resources"].get("GPU", 0) >= 1 for n in gpu_types)
+    assert all(types[n]["min_workers"] == 0 for n in gpu_types), "GPU workers scale from zero"
+    assert config["idle_timeout_minutes"] > 0
+    setup = " ".join(config.get("setup_commands", []))
+    assert "scripts/setup.sh" in setup
+    # the dashboard / job server is reached through `ray dashboard cluster.yaml`, never opened to the internet
+    assert "0.0.0.0" not in " ".join(config.get("head_start_ray_commands", []))
+
+
+@pytest.mark.slow
+def test_job_submit_smoke_sweep_on_two_nodes_logs_to_the_mlflow_server(tmp_path):
+    from mlflow import MlflowClient
+    from ray.tune import ExperimentAnalysis
+
+    with _cluster(tmp_path, "--head-cpus", "1", "--workers", "1", "--worker-cpus", "1") as (spec, env):
+        assert _alive_nodes(spec) == 2
+        out = tmp_path / "runs" / "smoke"
+        log = _submit(
+            env,
+            REPO,
+            *(
+                "python",
+                "jobs/sweep.py",
+                "--config",
+                "jobs/configs/sweep_main.yaml",
+                "--smoke-test",
+                "--out",
+                str(out),
+            ),
+            *("--set", "tune.max_concurrent_trials=2"),
+        )
+        assert "joined the Ray cluster" in log and "2 node(s)" in log
+        assert f"MLflow: {spec.mlflow_uri}" in log
+
+        # the two trials' training workers ran on different Ray nodes
+        actors = subprocess.run(
+            [BIN / "ray", "list", "actors", "--filter", "class_name=RayTrainWorker", "--detail", "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        nodes = {a["node_id"] for a in json.loads(actors.stdout)}
+        assert len(nodes) == 2, nodes
+
+        # MLflow over HTTP: parent run with the report, two child runs with metrics
+        state = json.loads((out / "state.json").read_text())
+        assert state["tracking_uri"] == spec.mlflow_uri
+        client = MlflowClient(tracking_uri=spec.mlflow_uri)
+        parent = client.get_run(state["parent_run_id"])
+        children = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        )
+        assert len(children) == 2
+        assert all("train_loss" in c.data.metrics for c in children)
+        artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+        assert any(p.endswith("report.md") for p in artifacts), artifacts
+
+        # the Tune storage path loads as an ExperimentAnalysis
+        analysis = ExperimentAnalysis(str(out / "tune" / "sweep_main"))
+        assert len(analysis.trials) == 2
+        assert all(t.status == "TERMINATED" for t in analysis.trials)
+
+
+SCALE_JOB = """
+import ray, time
+ray.init()
+@ray.remote(num_cpus=1, resources={"worker_node": 1})
+def where():
+    return ray.get_runtime_context().get_node_id()
+print("ON", ray.get(where.remote()), "HEAD", ray.get_runtime_context().get_node_id(),
+      "ALIVE", sum(n["Alive"] for n in ray.nodes()))
+"""
+
+
+@pytest.mark.slow
+def test_autoscaler_brings_a_worker_node_up_and_takes_it_down_when_idle(tmp_path):
+    with _cluster(tmp_path, "--head-cpus", "1", "--autoscale", "1", "--idle-timeout", "5") as (spec, env):
+        assert _alive_nodes(spec) == 1  # the head only
+        # no working_dir: the autoscaler's nodes share the head's temp dir (see onlyif.local_cluster)
+        log = _submit(env, None, "python", "-c", SCALE_JOB, timeout=300)
+        words = log[log.index("ON ") :].split()
+        assert words[1] != words[3], "the task asking for a worker node ran on the head"
+        assert words[5] == "2"
+        deadline = time.monotonic() + 120
+        while _alive_nodes(spec) != 1 and time.monotonic() < deadline:
+            time.sleep(2)
+        assert _alive_nodes(spec) == 1, "the idle worker node was not taken down"
