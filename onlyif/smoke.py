@@ -46,7 +46,8 @@ def _mix(raw: dict, prefix: str = "") -> list[str]:
     out += [f"{prefix}diversity.sample=200", f"{prefix}diversity.clusters=4"]
     for i, source in enumerate(raw.get("sources") or []):
         if isinstance(source, dict) and source.get("count") is not None:
-            out.append(f"{prefix}sources.{i}.count={max(1, int(source['count']) // MIX_SHRINK)}")
+            count = int(source["count"])
+            out.append(f"{prefix}sources.{i}.count={max(1, count // MIX_SHRINK) if count else 0}")
     return out
 
 
