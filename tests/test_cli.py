@@ -37,7 +37,9 @@ def test_overrides_set_nested_keys_with_yaml_values():
     with pytest.raises(ConfigError, match="a.b: a is not a mapping"):
         apply_overrides({"a": 3}, ["a.b=1"])
     lists = {"sources": [{"name": "x", "count": 1}, {"name": "y"}]}
-    assert apply_overrides(lists, ["sources.1.count=5", "sources.0=z"]) == {"sources": ["z", {"name": "y", "count": 5}]}
+    assert apply_overrides(lists, ["sources.1.count=5", "sources.0=z"]) == {
+        "sources": ["z", {"name": "y", "count": 5}]
+    }
     with pytest.raises(ConfigError, match="sources.2.count: sources.2 is not an index of a list of 2"):
         apply_overrides(lists, ["sources.2.count=5"])
 
