@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=6379, help="Ray GCS port (default 6379)")
     parser.add_argument("--dashboard-port", type=int, default=8265, help="dashboard / job server port (8265)")
     parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (5000)")
+    parser.add_argument("--agent-port", type=int, default=52365, help="the head's dashboard agent port (52365)")
     parser.add_argument("--head-cpus", type=int, default=os.cpu_count() or 1, help="CPUs the head advertises")
     parser.add_argument("--workers", type=int, default=0, help="worker nodes to join to the head (default 0)")
     parser.add_argument("--worker-cpus", type=int, default=1, help="CPUs each worker node advertises (1)")
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds before an idle node goes (60)")
     parser.add_argument("--auth", choices=("token", "disabled"), default="token", help="Ray auth mode (token)")
     parser.add_argument("--artifacts", help="MLflow artifact destination (default DIR/mlflow/artifacts; s3://…)")
+    parser.add_argument(
+        "--s3-port", type=int, default=0, help="also run a local S3 server (moto) here; MLflow artifacts go to it"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         dashboard_port=args.dashboard_port,
         mlflow_port=args.mlflow_port,
+        agent_port=args.agent_port,
         head_cpus=args.head_cpus,
         workers=args.workers,
         worker_cpus=args.worker_cpus,
@@ -41,10 +46,13 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout,
         auth=args.auth,
         artifacts=args.artifacts,
+        s3_port=args.s3_port,
     )
     if args.action == "up":
         env = up(spec)
         print(f"Ray job server {env['RAY_ADDRESS']} (auth: {spec.auth}), MLflow {env['MLFLOW_TRACKING_URI']}")
+        if spec.s3_endpoint:
+            print(f"S3 server {spec.s3_endpoint} (bucket s3://onlyif; MLflow artifacts under s3://onlyif/mlflow)")
         print(f"for clients: source {spec.state_dir / 'env.sh'}")
         print("  ray job submit --working-dir . -- python jobs/sweep.py --config CONFIG --smoke-test")
         return 0

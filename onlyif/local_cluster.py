@@ -10,11 +10,13 @@
   run;
 - or, with ``autoscale=N``, no fixed workers but Ray's autoscaler with its fake multi-node provider: it starts up
   to N such worker nodes when tasks ask for more than the head has and stops them after ``idle_timeout_s``;
-- an MLflow tracking server (``mlflow server``, sqlite backend, artifacts served from ``STATE/mlflow/artifacts``
-  or an ``s3://`` destination), bound to 127.0.0.1.
+- with ``s3_port``, a local S3-compatible server (moto in server mode, objects in its memory) with a bucket
+  ``onlyif``;
+- an MLflow tracking server (``mlflow server``, sqlite backend, artifacts under ``STATE/mlflow/artifacts``, on the
+  local S3 server, or at any ``s3://`` destination; clients upload through the server), bound to 127.0.0.1.
 
 ``STATE/env.sh`` exports what a client needs (``RAY_ADDRESS`` of the job server, the auth variables,
-``MLFLOW_TRACKING_URI``). ``up`` is idempotent (a running service is left alone); ``down`` stops every process
+``MLFLOW_TRACKING_URI``, and with the S3 server ``AWS_ENDPOINT_URL_S3`` and its credentials). ``up`` is idempotent (a running service is left alone); ``down`` stops every process
 whose command line names the cluster's Ray directory (``/tmp/onlyif-ray-<hash of the state folder>``), then the rest of each process group, SIGTERM first
 and SIGKILL after a grace period (5 s), and removes the PID files. Both are also ``onlyif cluster up|down|status``.
 """
@@ -40,6 +42,9 @@ from onlyif.errors import OnlyIfError
 from onlyif.net import connect_error
 
 HOST = "127.0.0.1"
+S3_BUCKET = "onlyif"
+"""The bucket ``up`` creates on the local S3 server."""
+S3_REGION = "us-east-1"
 WORKER_RESOURCE = "worker_node"
 """Custom resource every worker node advertises (one per node), so that work can be pinned off the head."""
 
@@ -52,6 +57,8 @@ class ClusterSpec:
     port: int = 6379
     dashboard_port: int = 8265
     mlflow_port: int = 5000
+    agent_port: int = 52365
+    """The head's dashboard agent (which runs submitted jobs); worker nodes take free ports."""
     head_cpus: int = 2
     workers: int = 0
     worker_cpus: int = 1
@@ -59,7 +66,10 @@ class ClusterSpec:
     idle_timeout_s: float = 10.0
     auth: str = "token"
     artifacts: str | None = None
-    """MLflow artifact destination (default ``STATE/mlflow/artifacts``; an ``s3://bucket/prefix`` works too)."""
+    """MLflow artifact destination (default ``STATE/mlflow/artifacts``, or ``s3://onlyif/mlflow`` on the local S3
+    server; any ``s3://bucket/prefix`` the server's AWS credentials reach works too)."""
+    s3_port: int = 0
+    """Also start a local S3-compatible server (moto, in memory) on this port; 0 = none."""
 
     @property
     def ray_dir(self) -> Path:
@@ -80,6 +90,10 @@ class ClusterSpec:
     def mlflow_uri(self) -> str:
         return f"http://{HOST}:{self.mlflow_port}"
 
+    @property
+    def s3_endpoint(self) -> str | None:
+        return f"http://{HOST}:{self.s3_port}" if self.s3_port else None
+
 
 def _bin(name: str) -> str:
     """An executable of this Python environment (``ray``, ``mlflow``), so that the cluster runs our packages."""
@@ -90,6 +104,9 @@ def _bin(name: str) -> str:
 def client_env(spec: ClusterSpec) -> dict[str, str]:
     """Variables a client of the cluster needs: the job server, the auth token and the MLflow server."""
     env = {"RAY_ADDRESS": spec.job_address, "MLFLOW_TRACKING_URI": spec.mlflow_uri}
+    if spec.s3_endpoint:  # boto3, pyarrow and MLflow read these; moto accepts any credentials
+        env |= {"AWS_ENDPOINT_URL_S3": spec.s3_endpoint, "MLFLOW_S3_ENDPOINT_URL": spec.s3_endpoint}
+        env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": S3_REGION}
     if spec.auth == "token":
         env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(spec.token_path.resolve())}
     else:
@@ -106,6 +123,7 @@ def _server_env(spec: ClusterSpec) -> dict[str, str]:
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env |= {k: v for k, v in client_env(spec).items() if k.startswith("RAY_AUTH")}
     env["MLFLOW_TRACKING_URI"] = spec.mlflow_uri  # jobs submitted to this cluster log to its MLflow server
+    env |= {k: v for k, v in client_env(spec).items() if k.startswith(("AWS_", "MLFLOW_S3"))}
     return env
 
 
@@ -235,6 +253,7 @@ def up(spec: ClusterSpec) -> dict[str, str]:
                 raise OnlyIfError(f"cluster: port {port} on {HOST} is taken by another program; choose another")
         cmd = [_bin("ray"), "start", "--head", "--block", f"--port={spec.port}", f"--num-cpus={spec.head_cpus}"]
         cmd += [f"--dashboard-host={HOST}", f"--dashboard-port={spec.dashboard_port}", "--include-dashboard=true"]
+        cmd += [f"--dashboard-agent-listen-port={spec.agent_port}"]
         cmd += [f"--temp-dir={spec.ray_dir.resolve()}", "--disable-usage-stats"]
         head_env = env
         if spec.autoscale:
@@ -242,13 +261,17 @@ def up(spec: ClusterSpec) -> dict[str, str]:
             head_env = env | {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         _spawn(spec, "head", cmd, head_env)
     token = spec.token_path.read_text().strip() if spec.auth == "token" else None
+    # the job server, and the head's agent that runs the jobs it accepts (a job submitted before the agent is up
+    # is refused: "No available agent to submit job")
     _wait("the Ray head", lambda: _http_ok(f"{spec.job_address}/api/version", token), spec, "head", 90)
+    _wait("the head's job agent", lambda: _http_ok(f"http://{HOST}:{spec.agent_port}/api/healthz"), spec, "head", 90)
 
     for i in range(1, spec.workers + 1):
         name = f"worker-{i}"
         if _running(spec, name) is None:
             cmd = [_bin("ray"), "start", "--block", f"--address={HOST}:{spec.port}", f"--num-cpus={spec.worker_cpus}"]
             cmd += [f"--resources={json.dumps({WORKER_RESOURCE: 1})}", "--disable-usage-stats"]
+            cmd += ["--dashboard-agent-listen-port=0"]
             # its own temp dir: nodes sharing one would unpack a job's working_dir into the same folder, and a
             # process whose current directory is replaced under it dies (MKL aborts loading torch without a cwd)
             cmd += [f"--temp-dir={spec.ray_dir}-{name}"]
@@ -256,12 +279,21 @@ def up(spec: ClusterSpec) -> dict[str, str]:
     if spec.workers:
         _wait(f"{spec.workers} Ray worker node(s)", lambda: _alive_nodes(spec) >= 1 + spec.workers, spec, "head", 90)
 
+    if spec.s3_port:
+        if _running(spec, "s3") is None:
+            if connect_error(HOST, spec.s3_port, 0.5) is None:
+                raise OnlyIfError(f"cluster: port {spec.s3_port} on {HOST} is taken by another program")
+            _spawn(spec, "s3", [_bin("moto_server"), "-H", HOST, "-p", str(spec.s3_port)], env)
+        _wait("the S3 server", lambda: _http_ok(f"{spec.s3_endpoint}/moto-api/"), spec, "s3", 60)
+        _ensure_bucket(spec)
+
     if _running(spec, "mlflow") is None:
         if connect_error(HOST, spec.mlflow_port, 0.5) is None:
             raise OnlyIfError(f"cluster: port {spec.mlflow_port} on {HOST} is taken by another program")
         store = (spec.state_dir / "mlflow").resolve()
         store.mkdir(parents=True, exist_ok=True)
-        artifacts = spec.artifacts or str(store / "artifacts")
+        local = f"s3://{S3_BUCKET}/mlflow" if spec.s3_port else str(store / "artifacts")
+        artifacts = spec.artifacts or local
         cmd = [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
         cmd += ["--artifacts-destination", artifacts, "--host", HOST, "--port", str(spec.mlflow_port)]
         cmd += ["--workers", "1"]
@@ -272,6 +304,20 @@ def up(spec: ClusterSpec) -> dict[str, str]:
     lines = [f"export {k}={shlex.quote(v)}" for k, v in client.items()]
     (spec.state_dir / "env.sh").write_text("\n".join(lines) + "\n")
     return client
+
+
+def _ensure_bucket(spec: ClusterSpec) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=spec.s3_endpoint,
+        region_name=S3_REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    if S3_BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket=S3_BUCKET)
 
 
 def _procs_of(spec: ClusterSpec) -> list[int]:

@@ -1,6 +1,7 @@
 """The cluster path, on real processes: `onlyif cluster up` (a Ray head, a second Ray node or Ray's autoscaler, an
-MLflow server, all bound to 127.0.0.1 with token auth), `ray job submit` of the smoke sweep, results read back
-over HTTP and from the Tune storage path, then `onlyif cluster down`. No Ray runs inside the test process."""
+MLflow server and a local S3 server, all bound to 127.0.0.1, Ray with token auth), `ray job submit` of the smoke
+sweep, results read back over HTTP and from object storage, then `onlyif cluster down`. No Ray runs inside the
+test process."""
 
 from __future__ import annotations
 
@@ -35,10 +36,11 @@ def _free_ports(n: int) -> list[int]:
 @contextlib.contextmanager
 def _cluster(tmp_path: Path, *args: str):
     """`onlyif cluster up` with free ports; yields (spec, client env); always `onlyif cluster down`."""
-    port, dash, mlf = _free_ports(3)
+    port, dash, mlf, agent = _free_ports(4)
     state = tmp_path / "cluster"
-    spec = ClusterSpec(state, port=port, dashboard_port=dash, mlflow_port=mlf)
+    spec = ClusterSpec(state, port=port, dashboard_port=dash, mlflow_port=mlf, agent_port=agent)
     flags = ["--dir", str(state), "--port", str(port), "--dashboard-port", str(dash), "--mlflow-port", str(mlf)]
+    flags += ["--agent-port", str(agent)]
     try:
         up = subprocess.run(
             [BIN / "onlyif", "cluster", "up", *flags, *args], capture_output=True, text=True, timeout=240
@@ -87,27 +89,19 @@ def test_cluster_yaml_passes_rays_schema_and_our_rules():
 
 
 @pytest.mark.slow
-def test_job_submit_smoke_sweep_on_two_nodes_logs_to_the_mlflow_server(tmp_path):
+def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, monkeypatch):
+    import boto3
     from mlflow import MlflowClient
     from ray.tune import ExperimentAnalysis
 
-    with _cluster(tmp_path, "--head-cpus", "1", "--workers", "1", "--worker-cpus", "1") as (spec, env):
+    (s3_port,) = _free_ports(1)
+    flags = ("--head-cpus", "1", "--workers", "1", "--worker-cpus", "1", "--s3-port", str(s3_port))
+    with _cluster(tmp_path, *flags) as (spec, env):
         assert _alive_nodes(spec) == 2
         out = tmp_path / "runs" / "smoke"
-        log = _submit(
-            env,
-            REPO,
-            *(
-                "python",
-                "jobs/sweep.py",
-                "--config",
-                "jobs/configs/sweep_main.yaml",
-                "--smoke-test",
-                "--out",
-                str(out),
-            ),
-            *("--set", "tune.max_concurrent_trials=2"),
-        )
+        sweep = ["jobs/sweep.py", "--config", "jobs/configs/sweep_main.yaml", "--smoke-test", "--out", str(out)]
+        sweep += ["--set", "tune.max_concurrent_trials=2", "--set", "tune.storage_path=s3://onlyif/tune"]
+        log = _submit(env, REPO, "python", *sweep)
         assert "joined the Ray cluster" in log and "2 node(s)" in log
         assert f"MLflow: {spec.mlflow_uri}" in log
 
@@ -135,8 +129,18 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_the_mlflow_server(tmp_path)
         artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
         assert any(p.endswith("report.md") for p in artifacts), artifacts
 
-        # the Tune storage path loads as an ExperimentAnalysis
-        analysis = ExperimentAnalysis(str(out / "tune" / "sweep_main"))
+        # object storage holds real data: MLflow's artifacts (through the server) and Tune's experiment
+        for key, value in env.items():
+            if key.startswith("AWS_"):
+                monkeypatch.setenv(key, value)
+        s3 = boto3.client("s3")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="onlyif").get("Contents", [])]
+        report_key = next(k for k in keys if k.startswith("mlflow/") and k.endswith("report/report.md"))
+        body = s3.get_object(Bucket="onlyif", Key=report_key)["Body"].read().decode()
+        assert body == (out / "report" / "report.md").read_text()
+        assert any(k.startswith("tune/sweep_main/") for k in keys)
+        assert not (out / "tune").exists()
+        analysis = ExperimentAnalysis("s3://onlyif/tune/sweep_main")  # the restore point, read back from S3
         assert len(analysis.trials) == 2
         assert all(t.status == "TERMINATED" for t in analysis.trials)
 

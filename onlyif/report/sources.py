@@ -45,10 +45,16 @@ def trials_from_tune(tune_dir: str | Path) -> pd.DataFrame:
     """Finished trials of a Tune experiment folder (``EXP_DIR/tune/NAME``), one row each."""
     from ray.tune import ExperimentAnalysis
 
-    path = Path(tune_dir)
-    if not path.is_dir():
-        raise OnlyIfError(f"{path}: no Tune experiment there")
-    analysis = ExperimentAnalysis(str(path))
+    if "://" in str(tune_dir):  # object storage: Tune reads it through pyarrow
+        try:
+            analysis = ExperimentAnalysis(str(tune_dir))
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise OnlyIfError(f"{tune_dir}: no Tune experiment there ({exc})") from None
+    else:
+        path = Path(tune_dir)
+        if not path.is_dir():
+            raise OnlyIfError(f"{path}: no Tune experiment there")
+        analysis = ExperimentAnalysis(str(path))
     rows = []
     for trial in analysis.trials:
         last = trial.last_result or {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -80,6 +81,14 @@ class TuneConfig(Config):
     scheduler: SchedulerConfig | None = None
     trial_cpus: float = Field(0.01, gt=0.0)
     """CPUs held by the trial driver itself (the Ray Train workers hold their own resources)."""
+    storage_path: str | None = None
+    """Where Tune keeps the experiment state and the trials' results (its restore point): default
+    ``EXP_DIR/tune``; an ``s3://bucket/prefix`` URI (credentials and ``AWS_ENDPOINT_URL_S3`` from the environment)
+    keeps them in object storage, which every node reaches."""
+
+    def root(self, exp_dir: Path) -> str:
+        """The Tune storage path of the experiment in ``exp_dir``."""
+        return self.storage_path.rstrip("/") if self.storage_path else str(exp_dir / "tune")
 
 
 class MlflowConfig(Config):
@@ -162,6 +171,8 @@ class SweepConfig(Config):
             data["mixture"] = absolute_paths(data["mixture"], base)
         data["eval_data"] = [absolute(p, base) for p in data["eval_data"]]
         data["data_cache"] = absolute(data["data_cache"], base)
+        if data["tune"]["storage_path"] and "://" not in data["tune"]["storage_path"]:
+            data["tune"]["storage_path"] = absolute(data["tune"]["storage_path"], base)
         if self.evaluate is not None:
             data["evaluate"] = self.evaluate.with_absolute_paths(base).to_dict()
         for key, values in data["grid"]["axes"].items():

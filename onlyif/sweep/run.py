@@ -5,7 +5,7 @@ Experiment folder::
     EXP_DIR/sweep.yaml    the resolved SweepConfig           EXP_DIR/grid.json    points run and points skipped
     EXP_DIR/state.json    MLflow ids and the Tune path        EXP_DIR/mlflow.db    default MLflow store
     EXP_DIR/mlartifacts/  MLflow artifacts (local stores)
-    EXP_DIR/tune/NAME/    Tune experiment (restore point)     EXP_DIR/trials/ID/   each trial's training run
+    EXP_DIR/tune/NAME/    Tune experiment (restore point; or tune.storage_path/NAME)     EXP_DIR/trials/ID/   each trial's training run
     EXP_DIR/data/HASH/    generated datasets or built mixtures (cache)
     EXP_DIR/report/       report.md, plots/, report.json
 """
@@ -195,12 +195,12 @@ def run_sweep(
 
     init_ray(num_cpus=_local_cpus(valid, cfg), progress=False)
     trainable = tune.with_resources(run_trial, _trial_resources(cfg))
-    tune_root = exp / "tune"
+    tune_root = cfg.tune.root(exp)
     if resume:
         from mlflow import MlflowClient
 
         MlflowClient(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
-        tuner = tune.Tuner.restore(str(tune_root / cfg.name), trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(f"{tune_root}/{cfg.name}", trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -220,7 +220,7 @@ def run_sweep(
             ),
             run_config=tune.RunConfig(
                 name=cfg.name,
-                storage_path=str(tune_root),
+                storage_path=tune_root,
                 verbose=0,
                 callbacks=[
                     MlflowTrialLogger(state["tracking_uri"], state["experiment_id"], state["parent_run_id"]),
@@ -230,7 +230,7 @@ def run_sweep(
         )
     tuner.fit()
     # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
-    trials = tune.ExperimentAnalysis(str(tune_root / cfg.name)).trials
+    trials = tune.ExperimentAnalysis(f"{tune_root}/{cfg.name}").trials
     done = [t for t in trials if t.status == "TERMINATED"]
     finished = sum(1 for t in done if (t.last_result or {}).get("final") == 1)
     stopped = len(done) - finished  # ended early by the ASHA scheduler
