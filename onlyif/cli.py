@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from onlyif import __version__
 from onlyif.errors import OnlyIfError
@@ -55,7 +56,11 @@ def run_job(command: str, argv: list[str]) -> int:
         args.remove("--smoke-test")
         config = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"), None)
         config = config or next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
-        args += [item for kv in smoke_overrides(command, config) for item in ("--set", kv)]
+        try:
+            args += [item for kv in smoke_overrides(command, config) for item in ("--set", kv)]
+        except OnlyIfError as exc:
+            print(f"onlyif {command}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     return main([command, *args])
 
 
@@ -64,6 +69,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         prog="onlyif", description="Measure and exploit instruction diversity for instruction tuning, on Ray."
     )
     parser.add_argument("--version", action="version", version=f"onlyif {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error, not only its line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -91,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except OnlyIfError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"onlyif {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onlyif.config import read_yaml
-from onlyif.errors import OnlyIfError
+from onlyif.errors import ConfigError
 
 # A 2×1 grid with a tiny model, one epoch, CPU workers: the whole pipeline of any sweep preset in ~1 min.
 SWEEP = [
@@ -75,5 +75,5 @@ def smoke_overrides(command: str, config: str | None) -> list[str]:
         return _sweep(config)
     known = {"reproduce": SWEEP, "train": TRAIN}
     if command not in known:
-        raise OnlyIfError(f"--smoke-test: the {command} job has no smoke test")
+        raise ConfigError(f"--smoke-test: the {command} job has no smoke test")
     return known[command]

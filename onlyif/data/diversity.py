@@ -17,6 +17,17 @@ from onlyif.mixing.metrics import diversity_report
 
 
 def _read_table(data: Path, split: str | None):
+    """The rows of ``data``; an unreadable file is named in one line."""
+    import pyarrow as pa
+
+    try:
+        return _read_table_of(data, split)
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OnlyIfError(f"{data}: cannot be read ({first})") from None
+
+
+def _read_table_of(data: Path, split: str | None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -21,13 +21,15 @@ import ray
 
 from onlyif.data.blocks import LOC_SHIFT, OUTSIDE_TRIAL, on_this_node
 from onlyif.io import write_jsonl
-from onlyif.mixing.records import CONTAMINATED, FILTERED, OK, QUARANTINED, output_schema
+from onlyif.mixing.records import CONTAMINATED, FILTERED, OK, QUARANTINED, output_schema, work_schema
 
 STATUSES = (QUARANTINED, FILTERED, CONTAMINATED, OK)
 
 
 @ray.remote(num_returns=4, scheduling_strategy=OUTSIDE_TRIAL)
 def _census(block: pa.Table, index: int, names: list[str]):
+    if "source" not in block.column_names:  # the block of an empty source file comes without columns
+        block = work_schema().empty_table()
     src = pc.index_in(block.column("source").combine_chunks(), value_set=pa.array(names)).to_numpy(
         zero_copy_only=False
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from onlyif.config import read_yaml, save_config, validate_config
-from onlyif.errors import OnlyIfError
+from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import write_json_atomic
 from onlyif.sweep.config import SweepConfig
 from onlyif.sweep.grid import Point, expand_grid
@@ -183,7 +183,7 @@ def run_sweep(
         cfg = cfg.with_absolute_paths(os.getcwd())
         points = expand_grid(cfg)
         if not any(p.skip_reason is None for p in points):
-            raise OnlyIfError(
+            raise ConfigError(
                 f"grid: all {len(points)} points are invalid, e.g. {points[0].id}: {points[0].skip_reason}"
             )
         preflight(cfg, [p for p in points if p.skip_reason is None])
