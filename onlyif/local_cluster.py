@@ -140,17 +140,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _recorded_pid(f: Path) -> int | None:
+    """The PID a PID file records, if that process still runs (the file also holds its start time, so a PID the
+    system has reused for another program does not count)."""
+    import psutil
+
+    pid, _, started = f.read_text().strip().partition(" ")
+    try:
+        proc = psutil.Process(int(pid))
+        return proc.pid if f"{proc.create_time():.2f}" == started and _alive(proc.pid) else None
+    except (ValueError, psutil.NoSuchProcess):
+        return None
+
+
 def _running(spec: ClusterSpec, name: str) -> int | None:
     f = _pid_file(spec, name)
-    if f.is_file():
-        pid = int(f.read_text().strip() or 0)
-        if pid and _alive(pid):
-            return pid
-    return None
+    return _recorded_pid(f) if f.is_file() else None
 
 
 def _spawn(spec: ClusterSpec, name: str, cmd: list[str], env: dict[str, str]) -> int:
     """Start ``cmd`` as the leader of a new process group, logging to ``STATE/logs/NAME.log``."""
+    import psutil
+
     logs = spec.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
@@ -159,7 +170,7 @@ def _spawn(spec: ClusterSpec, name: str, cmd: list[str], env: dict[str, str]) ->
         )
     pid_file = _pid_file(spec, name)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{proc.pid}\n")
+    pid_file.write_text(f"{proc.pid} {psutil.Process(proc.pid).create_time():.2f}\n")
     return proc.pid
 
 
@@ -185,7 +196,7 @@ def _http_ok(url: str, token: str | None = None) -> bool:
         return False
 
 
-def _alive_nodes(spec: ClusterSpec) -> int:
+def alive_nodes(spec: ClusterSpec) -> int:
     """Alive Ray nodes, from the job server's REST API (the same call `ray list nodes` makes)."""
     token = spec.token_path.read_text().strip() if spec.auth == "token" else None
     url = f"{spec.job_address}/api/v0/nodes?limit=100&detail=false&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"
@@ -277,7 +288,7 @@ def up(spec: ClusterSpec) -> dict[str, str]:
             cmd += [f"--temp-dir={spec.ray_dir}-{name}"]
             _spawn(spec, name, cmd, env)
     if spec.workers:
-        _wait(f"{spec.workers} Ray worker node(s)", lambda: _alive_nodes(spec) >= 1 + spec.workers, spec, "head", 90)
+        _wait(f"{spec.workers} Ray worker node(s)", lambda: alive_nodes(spec) >= 1 + spec.workers, spec, "head", 90)
 
     if spec.s3_port:
         if _running(spec, "s3") is None:
@@ -320,16 +331,13 @@ def _ensure_bucket(spec: ClusterSpec) -> None:
         client.create_bucket(Bucket=S3_BUCKET)
 
 
-def _procs_of(spec: ClusterSpec) -> list[int]:
+def cluster_processes(spec: ClusterSpec) -> list[int]:
     """PIDs of the cluster's processes: each PID file's process group, and anything naming our Ray directory
     (Ray's workers and the autoscaler's nodes)."""
     import psutil
 
-    groups = set()
-    for f in (spec.state_dir / "pids").glob("*.pid") if (spec.state_dir / "pids").is_dir() else []:
-        pid = int(f.read_text().strip() or 0)
-        if pid:
-            groups.add(pid)
+    pid_dir = spec.state_dir / "pids"
+    groups = {pid for f in (pid_dir.glob("*.pid") if pid_dir.is_dir() else []) if (pid := _recorded_pid(f))}
     marker = str(spec.ray_dir.resolve())
     found = []
     for p in psutil.process_iter(["pid", "cmdline"]):
@@ -346,7 +354,7 @@ def down(spec: ClusterSpec, grace_s: float = 5.0) -> int:
     """Stop every process of the cluster in ``spec.state_dir``; returns how many were running. SIGTERM first (the
     MLflow server closes its store); Ray's GCS, raylets and ``ray start --block`` often outlive the grace period
     and are then killed, as ``ray stop --force`` would."""
-    pids = _procs_of(spec)
+    pids = cluster_processes(spec)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -355,7 +363,7 @@ def down(spec: ClusterSpec, grace_s: float = 5.0) -> int:
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.3)
-    for pid in _procs_of(spec) + [p for p in pids if _alive(p)]:
+    for pid in cluster_processes(spec) + [p for p in pids if _alive(p)]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from onlyif.local_cluster import ClusterSpec, _alive_nodes, _procs_of
+from onlyif.local_cluster import ClusterSpec, alive_nodes, cluster_processes, status
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def _cluster(tmp_path: Path, *args: str):
         yield spec, env
     finally:
         subprocess.run([BIN / "onlyif", "cluster", "down", *flags], capture_output=True, timeout=120)
-        assert not _procs_of(spec), "processes of the cluster survived `onlyif cluster down`"
+        assert not cluster_processes(spec), "processes of the cluster survived `onlyif cluster down`"
 
 
 def _submit(env: dict, working_dir: Path | None, *entrypoint: str, timeout: float = 600) -> str:
@@ -97,7 +97,7 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
     (s3_port,) = _free_ports(1)
     flags = ("--head-cpus", "1", "--workers", "1", "--worker-cpus", "1", "--s3-port", str(s3_port))
     with _cluster(tmp_path, *flags) as (spec, env):
-        assert _alive_nodes(spec) == 2
+        assert alive_nodes(spec) == 2
         out = tmp_path / "runs" / "smoke"
         sweep = ["jobs/sweep.py", "--config", "jobs/configs/sweep_main.yaml", "--smoke-test", "--out", str(out)]
         sweep += ["--set", "tune.max_concurrent_trials=2", "--set", "tune.storage_path=s3://onlyif/tune"]
@@ -159,13 +159,24 @@ print("ON", ray.get(where.remote()), "HEAD", ray.get_runtime_context().get_node_
 @pytest.mark.slow
 def test_autoscaler_brings_a_worker_node_up_and_takes_it_down_when_idle(tmp_path):
     with _cluster(tmp_path, "--head-cpus", "1", "--autoscale", "1", "--idle-timeout", "5") as (spec, env):
-        assert _alive_nodes(spec) == 1  # the head only
+        assert alive_nodes(spec) == 1  # the head only
+        pids = status(spec)
+        assert set(pids) == {"head", "mlflow"} and all(pids.values())
+        again = subprocess.run(  # idempotent: a second `up` leaves the running services alone
+            [BIN / "onlyif", "cluster", "up", "--dir", str(spec.state_dir), "--port", str(spec.port)]
+            + ["--dashboard-port", str(spec.dashboard_port), "--mlflow-port", str(spec.mlflow_port)]
+            + ["--agent-port", str(spec.agent_port), "--head-cpus", "1", "--autoscale", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert again.returncode == 0 and status(spec) == pids, again.stderr
         # no working_dir: the autoscaler's nodes share the head's temp dir (see onlyif.local_cluster)
         log = _submit(env, None, "python", "-c", SCALE_JOB, timeout=300)
         words = log[log.index("ON ") :].split()
         assert words[1] != words[3], "the task asking for a worker node ran on the head"
         assert words[5] == "2"
         deadline = time.monotonic() + 120
-        while _alive_nodes(spec) != 1 and time.monotonic() < deadline:
+        while alive_nodes(spec) != 1 and time.monotonic() < deadline:
             time.sleep(2)
-        assert _alive_nodes(spec) == 1, "the idle worker node was not taken down"
+        assert alive_nodes(spec) == 1, "the idle worker node was not taken down"
