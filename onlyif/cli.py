@@ -48,7 +48,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
 
 def run_job(command: str, argv: list[str]) -> int:
     """Entry of a thin ``jobs/*.py`` script: ``onlyif COMMAND *argv``; ``--smoke-test`` adds the ``--set`` overrides
-    of :mod:`onlyif.smoke` that shrink any preset of the job to a CPU-sized run (after the caller's own)."""
+    of :mod:`onlyif.smoke` that shrink any preset of the job to a CPU-sized run (before the caller's own ``--set``,
+    which therefore win)."""
     args = list(argv)
     if "--smoke-test" in args:
         from onlyif.smoke import smoke_overrides
@@ -57,7 +58,7 @@ def run_job(command: str, argv: list[str]) -> int:
         config = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"), None)
         config = config or next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
         try:
-            args += [item for kv in smoke_overrides(command, config) for item in ("--set", kv)]
+            args = [item for kv in smoke_overrides(command, config) for item in ("--set", kv)] + args
         except OnlyIfError as exc:
             print(f"onlyif {command}: error: {exc}", file=sys.stderr)
             return exc.exit_code

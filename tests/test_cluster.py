@@ -95,17 +95,20 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
     from ray.tune import ExperimentAnalysis
 
     (s3_port,) = _free_ports(1)
-    flags = ("--head-cpus", "1", "--workers", "1", "--worker-cpus", "1", "--s3-port", str(s3_port))
+    # 2 logical CPUs a node: one for a training worker, one for Ray Data beside it
+    flags = ("--head-cpus", "2", "--workers", "1", "--worker-cpus", "2", "--s3-port", str(s3_port))
     with _cluster(tmp_path, *flags) as (spec, env):
         assert alive_nodes(spec) == 2
         out = tmp_path / "runs" / "smoke"
         sweep = ["jobs/sweep.py", "--config", "jobs/configs/sweep_main.yaml", "--smoke-test", "--out", str(out)]
-        sweep += ["--set", "tune.max_concurrent_trials=2", "--set", "tune.storage_path=s3://onlyif/tune"]
+        # each trial trains on 2 workers, one per node (gloo across Ray nodes); the user's --set wins over the smoke
+        sweep += ["--set", "train.scaling={num_workers: 2, threads_per_worker: 1, placement_strategy: SPREAD}"]
+        sweep += ["--set", "tune.storage_path=s3://onlyif/tune"]
         log = _submit(env, REPO, "python", *sweep)
-        assert "joined the Ray cluster" in log and "2 node(s)" in log
+        assert "joined the Ray cluster" in log and "2 node(s), 4 CPU" in log
         assert f"MLflow: {spec.mlflow_uri}" in log
 
-        # the two trials' training workers ran on different Ray nodes
+        # every trial's two training workers ran on different Ray nodes
         actors = subprocess.run(
             [BIN / "ray", "list", "actors", "--filter", "class_name=RayTrainWorker", "--detail", "--format", "json"],
             capture_output=True,
@@ -113,8 +116,10 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
             env=env,
             check=True,
         )
-        nodes = {a["node_id"] for a in json.loads(actors.stdout)}
-        assert len(nodes) == 2, nodes
+        groups: dict[str, set[str]] = {}
+        for actor in json.loads(actors.stdout):
+            groups.setdefault(actor["placement_group_id"], set()).add(actor["node_id"])
+        assert len(groups) == 2 and all(len(nodes) == 2 for nodes in groups.values()), groups
 
         # MLflow over HTTP: parent run with the report, two child runs with metrics
         state = json.loads((out / "state.json").read_text())

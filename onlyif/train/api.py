@@ -310,7 +310,12 @@ def run_training(
             "rows_per_worker": per_worker,
             "total_steps": total_steps,
         },
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(
+            num_workers=s.num_workers,
+            use_gpu=s.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=s.placement_strategy,
+        ),
         run_config=RunConfig(
             name=RAY_RUN_NAME,
             storage_path=str(out),

@@ -103,6 +103,9 @@ class ScalingConfig(Config):
     """Ray resources of each worker (default: 1 CPU, plus 1 GPU when use_gpu)."""
     threads_per_worker: int | None = Field(None, ge=1)
     """torch intra-op threads per worker (default: the worker's CPU count, at least 1)."""
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """How Ray places the workers on nodes (Ray Train's default PACK fills a node first; SPREAD puts them on
+    different nodes where it can)."""
 
     @property
     def worker_cpus(self) -> float:
