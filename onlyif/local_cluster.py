@@ -16,9 +16,10 @@
   local S3 server, or at any ``s3://`` destination; clients upload through the server), bound to 127.0.0.1.
 
 ``STATE/env.sh`` exports what a client needs (``RAY_ADDRESS`` of the job server, the auth variables,
-``MLFLOW_TRACKING_URI``, and with the S3 server ``AWS_ENDPOINT_URL_S3`` and its credentials). ``up`` is idempotent (a running service is left alone); ``down`` stops every process
-whose command line names the cluster's Ray directory (``/tmp/onlyif-ray-<hash of the state folder>``), then the rest of each process group, SIGTERM first
-and SIGKILL after a grace period (5 s), and removes the PID files. Both are also ``onlyif cluster up|down|status``.
+``MLFLOW_TRACKING_URI``, and with the S3 server ``AWS_ENDPOINT_URL_S3`` and its credentials). ``up`` is idempotent
+(a running service is left alone). ``down`` stops every process whose command line names the cluster's Ray
+directory (``/tmp/onlyif-ray-<hash of the state folder>``) and the rest of each recorded process group, SIGTERM
+first and SIGKILL after a grace period (5 s), and removes the PID files. Also ``onlyif cluster up|down|status``.
 """
 
 from __future__ import annotations
