@@ -103,12 +103,13 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
         sweep = ["jobs/sweep.py", "--config", "jobs/configs/sweep_main.yaml", "--smoke-test", "--out", str(out)]
         # each trial trains on 2 workers, one per node (gloo across Ray nodes); the user's --set wins over the smoke
         sweep += ["--set", "train.scaling={num_workers: 2, threads_per_worker: 1, placement_strategy: SPREAD}"]
+        sweep += ["--set", "grid.instructions=[4]"]  # one trial
         sweep += ["--set", "tune.storage_path=s3://onlyif/tune"]
         log = _submit(env, REPO, "python", *sweep)
         assert "joined the Ray cluster" in log and "2 node(s), 4 CPU" in log
         assert f"MLflow: {spec.mlflow_uri}" in log
 
-        # every trial's two training workers ran on different Ray nodes
+        # the trial's two training workers ran on different Ray nodes
         actors = subprocess.run(
             [BIN / "ray", "list", "actors", "--filter", "class_name=RayTrainWorker", "--detail", "--format", "json"],
             capture_output=True,
@@ -119,7 +120,7 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
         groups: dict[str, set[str]] = {}
         for actor in json.loads(actors.stdout):
             groups.setdefault(actor["placement_group_id"], set()).add(actor["node_id"])
-        assert len(groups) == 2 and all(len(nodes) == 2 for nodes in groups.values()), groups
+        assert len(groups) == 1 and all(len(nodes) == 2 for nodes in groups.values()), groups
 
         # MLflow over HTTP: parent run with the report, two child runs with metrics
         state = json.loads((out / "state.json").read_text())
@@ -129,7 +130,7 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
         children = client.search_runs(
             [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
         )
-        assert len(children) == 2
+        assert len(children) == 1
         assert all("train_loss" in c.data.metrics for c in children)
         artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
         assert any(p.endswith("report.md") for p in artifacts), artifacts
@@ -146,7 +147,7 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
         assert any(k.startswith("tune/sweep_main/") for k in keys)
         assert not (out / "tune").exists()
         analysis = ExperimentAnalysis("s3://onlyif/tune/sweep_main")  # the restore point, read back from S3
-        assert len(analysis.trials) == 2
+        assert len(analysis.trials) == 1
         assert all(t.status == "TERMINATED" for t in analysis.trials)
 
 
