@@ -32,7 +32,7 @@ GENERATE = [
 ]  # fmt: skip
 
 MIX_SHRINK = 100
-"""A mixture's budget and per-source counts are divided by this (at least 1 row each)."""
+"""A mixture's budget and per-source counts are divided by this (a non-zero count keeps at least 1 row)."""
 
 
 def _generate(config: str | None) -> list[str]:
