@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import fields
 from pathlib import Path
 
 from onlyif.local_cluster import ClusterSpec, down, status, up
@@ -24,7 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--autoscale", type=int, default=0, metavar="N", help="let Ray's autoscaler start up to N worker nodes"
     )
-    parser.add_argument("--idle-timeout", type=float, default=60.0, help="seconds before an idle node goes (60)")
+    parser.add_argument(
+        "--idle-timeout",
+        dest="idle_timeout_s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds before an idle node goes (60)",
+    )
     parser.add_argument("--auth", choices=("token", "disabled"), default="token", help="Ray auth mode (token)")
     parser.add_argument("--artifacts", help="MLflow artifact destination (default DIR/mlflow/artifacts; s3://…)")
     parser.add_argument(
@@ -33,21 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = ClusterSpec(
-        state_dir=Path(args.dir).resolve(),
-        port=args.port,
-        dashboard_port=args.dashboard_port,
-        mlflow_port=args.mlflow_port,
-        agent_port=args.agent_port,
-        head_cpus=args.head_cpus,
-        workers=args.workers,
-        worker_cpus=args.worker_cpus,
-        autoscale=args.autoscale,
-        idle_timeout_s=args.idle_timeout,
-        auth=args.auth,
-        artifacts=args.artifacts,
-        s3_port=args.s3_port,
-    )
+    options = {f.name: getattr(args, f.name) for f in fields(ClusterSpec) if f.name != "state_dir"}
+    spec = ClusterSpec(state_dir=Path(args.dir).resolve(), **options)
     if args.action == "up":
         env = up(spec)
         print(f"Ray job server {env['RAY_ADDRESS']} (auth: {spec.auth}), MLflow {env['MLFLOW_TRACKING_URI']}")

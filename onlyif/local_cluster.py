@@ -84,6 +84,10 @@ class ClusterSpec:
         return self.state_dir / "auth_token"
 
     @property
+    def token(self) -> str | None:
+        return self.token_path.read_text().strip() if self.auth == "token" else None
+
+    @property
     def job_address(self) -> str:
         return f"http://{HOST}:{self.dashboard_port}"
 
@@ -188,25 +192,33 @@ def _wait(what: str, ready, spec: ClusterSpec, name: str, timeout: float) -> Non
     raise OnlyIfError(f"{what} did not come up within {timeout:.0f} s (log {log}: {tail[0] if tail else 'empty'})")
 
 
-def _http_ok(url: str, token: str | None = None) -> bool:
+def _get(url: str, token: str | None = None, timeout: float = 2) -> bytes | None:
+    """The body of a GET answered 200 (with the Ray token as a bearer header when given), else None."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(req, timeout=2) as r:
-            return r.status == 200
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.read() if r.status == 200 else None
     except (urllib.error.URLError, OSError):
-        return False
+        return None
+
+
+def _http_ok(url: str, token: str | None = None) -> bool:
+    return _get(url, token) is not None
 
 
 def alive_nodes(spec: ClusterSpec) -> int:
     """Alive Ray nodes, from the job server's REST API (the same call `ray list nodes` makes)."""
-    token = spec.token_path.read_text().strip() if spec.auth == "token" else None
-    url = f"{spec.job_address}/api/v0/nodes?limit=100&detail=false&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    query = "limit=100&detail=false&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"
+    body = _get(f"{spec.job_address}/api/v0/nodes?{query}", spec.token, timeout=5)
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return len(json.load(r)["data"]["result"]["result"])
-    except (urllib.error.URLError, OSError, KeyError, ValueError):
+        return len(json.loads(body)["data"]["result"]["result"]) if body else 0
+    except (KeyError, ValueError):
         return 0
+
+
+def _check_free(port: int) -> None:
+    if connect_error(HOST, port, 0.5) is None:
+        raise OnlyIfError(f"cluster: port {port} on {HOST} is taken by another program; choose another")
 
 
 def _autoscaling_config(spec: ClusterSpec) -> Path:
@@ -260,9 +272,8 @@ def up(spec: ClusterSpec) -> dict[str, str]:
     env = _server_env(spec)
 
     if _running(spec, "head") is None:
-        for port in (spec.port, spec.dashboard_port):
-            if connect_error(HOST, port, 0.5) is None:
-                raise OnlyIfError(f"cluster: port {port} on {HOST} is taken by another program; choose another")
+        _check_free(spec.port)
+        _check_free(spec.dashboard_port)
         cmd = [_bin("ray"), "start", "--head", "--block", f"--port={spec.port}", f"--num-cpus={spec.head_cpus}"]
         cmd += [f"--dashboard-host={HOST}", f"--dashboard-port={spec.dashboard_port}", "--include-dashboard=true"]
         cmd += [f"--dashboard-agent-listen-port={spec.agent_port}"]
@@ -272,7 +283,7 @@ def up(spec: ClusterSpec) -> dict[str, str]:
             cmd.append(f"--autoscaling-config={_autoscaling_config(spec)}")
             head_env = env | {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         _spawn(spec, "head", cmd, head_env)
-    token = spec.token_path.read_text().strip() if spec.auth == "token" else None
+    token = spec.token
     # the job server, and the head's agent that runs the jobs it accepts (a job submitted before the agent is up
     # is refused: "No available agent to submit job")
     _wait("the Ray head", lambda: _http_ok(f"{spec.job_address}/api/version", token), spec, "head", 90)
@@ -293,15 +304,13 @@ def up(spec: ClusterSpec) -> dict[str, str]:
 
     if spec.s3_port:
         if _running(spec, "s3") is None:
-            if connect_error(HOST, spec.s3_port, 0.5) is None:
-                raise OnlyIfError(f"cluster: port {spec.s3_port} on {HOST} is taken by another program")
+            _check_free(spec.s3_port)
             _spawn(spec, "s3", [_bin("moto_server"), "-H", HOST, "-p", str(spec.s3_port)], env)
         _wait("the S3 server", lambda: _http_ok(f"{spec.s3_endpoint}/moto-api/"), spec, "s3", 60)
         _ensure_bucket(spec)
 
     if _running(spec, "mlflow") is None:
-        if connect_error(HOST, spec.mlflow_port, 0.5) is None:
-            raise OnlyIfError(f"cluster: port {spec.mlflow_port} on {HOST} is taken by another program")
+        _check_free(spec.mlflow_port)
         store = (spec.state_dir / "mlflow").resolve()
         store.mkdir(parents=True, exist_ok=True)
         local = f"s3://{S3_BUCKET}/mlflow" if spec.s3_port else str(store / "artifacts")
@@ -351,24 +360,24 @@ def cluster_processes(spec: ClusterSpec) -> list[int]:
     return [pid for pid in found if pid != os.getpid()]
 
 
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def down(spec: ClusterSpec, grace_s: float = 5.0) -> int:
     """Stop every process of the cluster in ``spec.state_dir``; returns how many were running. SIGTERM first (the
     MLflow server closes its store); Ray's GCS, raylets and ``ray start --block`` often outlive the grace period
     and are then killed, as ``ray stop --force`` would."""
     pids = cluster_processes(spec)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    _signal(pids, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.3)
-    for pid in cluster_processes(spec) + [p for p in pids if _alive(p)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _signal(cluster_processes(spec) + [p for p in pids if _alive(p)], signal.SIGKILL)
     pid_dir = spec.state_dir / "pids"
     for f in pid_dir.glob("*.pid") if pid_dir.is_dir() else []:
         f.unlink()
