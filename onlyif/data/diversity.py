@@ -62,6 +62,8 @@ def load_texts(
     ``domain`` column, or ``all``.
     """
     table = _read_table(Path(data), split)
+    if table.num_rows == 0:
+        raise OnlyIfError(f"{data}: the dataset has no rows")
     names = table.column_names
     if text_column is not None:
         if text_column not in names:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from onlyif.errors import OnlyIfError
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="a mixture or dataset directory, or a .parquet/.jsonl file")
@@ -35,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0 or args.max_rows < 1:
         raise ConfigError("--seed must be >= 0 and --max-rows >= 1")
     texts, domains = load_texts(args.data, args.split, args.text_column)
-    if not texts:
-        raise OnlyIfError(f"{args.data}: the dataset has no rows")
     init_ray()
     report, emb, groups = compute_diversity(
         texts, domains, embed, args.sample, args.clusters, args.seed, args.unit, max_rows=args.max_rows

@@ -155,6 +155,10 @@ class SweepConfig(Config):
             self.report.metric = self.evaluate.default_metric() if self.evaluate else f"{splits[0]}/loss"
         return self
 
+    def tune_experiment(self, exp_dir: Path) -> str:
+        """Where Tune keeps this sweep's experiment (``tune.storage_path``/NAME, by default ``EXP_DIR/tune/NAME``)."""
+        return f"{self.tune.root(exp_dir)}/{self.name}"
+
     def with_absolute_paths(self, base: str | os.PathLike) -> SweepConfig:
         """A copy whose relative paths (mixture files, ``eval_data``, ``data_cache``, ``train.model.pretrained``)
         are absolute against ``base``: trials run in their own working directories, and a resumed sweep reads

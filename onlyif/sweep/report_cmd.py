@@ -36,8 +36,8 @@ def make_report(
     exp = Path(exp_dir).resolve()
     cfg, state = load_experiment(exp)
     if source == "tune":
-        trials = trials_from_tune(f"{cfg.tune.root(exp)}/{cfg.name}")
-        where = f"Tune experiment {cfg.tune.root(exp)}/{cfg.name}"
+        trials = trials_from_tune(cfg.tune_experiment(exp))
+        where = f"Tune experiment {cfg.tune_experiment(exp)}"
     else:
         trials = trials_from_mlflow(state["tracking_uri"], state["parent_run_id"])
         where = f"MLflow {state['tracking_uri']} (parent run {state['parent_run_id']})"

@@ -195,12 +195,11 @@ def run_sweep(
 
     init_ray(num_cpus=_local_cpus(valid, cfg), progress=False)
     trainable = tune.with_resources(run_trial, _trial_resources(cfg))
-    tune_root = cfg.tune.root(exp)
     if resume:
         from mlflow import MlflowClient
 
         MlflowClient(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
-        tuner = tune.Tuner.restore(f"{tune_root}/{cfg.name}", trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(cfg.tune_experiment(exp), trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -220,7 +219,7 @@ def run_sweep(
             ),
             run_config=tune.RunConfig(
                 name=cfg.name,
-                storage_path=tune_root,
+                storage_path=cfg.tune.root(exp),
                 verbose=0,
                 callbacks=[
                     MlflowTrialLogger(state["tracking_uri"], state["experiment_id"], state["parent_run_id"]),
@@ -230,7 +229,7 @@ def run_sweep(
         )
     tuner.fit()
     # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
-    trials = tune.ExperimentAnalysis(f"{tune_root}/{cfg.name}").trials
+    trials = tune.ExperimentAnalysis(cfg.tune_experiment(exp)).trials
     done = [t for t in trials if t.status == "TERMINATED"]
     finished = sum(1 for t in done if (t.last_result or {}).get("final") == 1)
     stopped = len(done) - finished  # ended early by the ASHA scheduler
