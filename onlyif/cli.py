@@ -8,6 +8,7 @@ Subcommand modules are imported only when selected (``onlyif --help`` stays fast
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -105,6 +106,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"onlyif {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        full = _storage_error(exc)
+        if full is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        where = full.filename or (f"--out {args.out}" if getattr(args, "out", None) else "a file")
+        print(f"onlyif {args.command}: error: {where}: cannot write ({os.strerror(full.errno)})", file=sys.stderr)
+        return 1
+
+
+# Write failures the user fixes outside onlyif (space, quota, a read-only or size-limited file system): one line.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def _storage_error(exc: BaseException) -> OSError | None:
+    """The ``OSError`` with a :data:`STORAGE_ERRNOS` code behind ``exc``, also when a Ray task or Ray Data raised it
+    (followed through ``cause``, ``__cause__`` and ``__context__``); None for anything else."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+            return e
+        todo += [c for c in (getattr(e, "cause", None), e.__cause__, e.__context__) if isinstance(c, BaseException)]
+    return None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,7 +45,12 @@ def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str, compressio
         except OnlyIfError as exc:  # handed back as data: Ray would wrap it beyond recognition
             stats.append(json.dumps({"error": str(exc), "config_error": isinstance(exc, ConfigError)}))
             continue
-        pq.write_table(table, Path(root) / str(split) / part_name(int(chunk)), compression=compression)
+        try:
+            pq.write_table(table, Path(root) / str(split) / part_name(int(chunk)), compression=compression)
+        except OSError as exc:  # a full disk, a quota: Ray Data would keep only the text of the error
+            reason = os.strerror(exc.errno) if exc.errno else str(exc).splitlines()[0]
+            stats.append(json.dumps({"error": f"cannot write ({reason})", "config_error": False, "write": True}))
+            continue
         counts = table.group_by(["domain", "k"]).aggregate([("noop", "count")]).to_pydict()
         families = {
             f"{d}/k={k}": c for d, k, c in zip(counts["domain"], counts["k"], counts["noop_count"], strict=True)
@@ -169,6 +175,8 @@ def generate_dataset(
         with tqdm(total=len(jobs), desc="generate", unit="part", disable=not progress, leave=False) as bar:
             for row in ds.iter_rows():
                 stat = json.loads(row["stats"])
+                if stat.get("write"):
+                    raise OnlyIfError(f"--out {out}: {stat['error']}")
                 if "error" in stat:
                     raise (ConfigError if stat["config_error"] else OnlyIfError)(stat["error"])
                 stats.append(stat)
