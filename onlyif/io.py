@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from importlib import metadata
@@ -59,7 +61,8 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     A failed or interrupted run therefore never leaves a half-written ``out``.
     """
     final = ensure_writable_dir(out, overwrite)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_temps(final)
+    tmp = final.with_name(f".{final.name}.tmp-{_owner()}-{uuid.uuid4().hex[:8]}")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -68,7 +71,7 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     try:
         yield tmp
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            old = final.with_name(f".{final.name}.old-{_owner()}-{uuid.uuid4().hex[:8]}")
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -77,6 +80,40 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _owner() -> str:
+    """``HOST-PID`` of this process, part of the temp folders' names so that a later run can tell stale ones."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_stale_temps(final: Path) -> list[Path]:
+    """Delete the ``.NAME.tmp-HOST-PID-*`` / ``.NAME.old-HOST-PID-*`` folders beside ``final`` that a killed run of
+    this host left (its PID no longer runs); return them. Folders of live processes, of other hosts or without an
+    owner in their name are left alone (and never read: nothing looks at them but this function), and so is an
+    ``.old-`` folder while ``final`` is missing: a run killed between its two renames left the previous output
+    there."""
+    host = socket.gethostname()
+    removed = []
+    for kind in ("tmp", "old") if final.exists() else ("tmp",):
+        prefix = f".{final.name}.{kind}-"
+        for p in final.parent.glob(glob.escape(prefix) + "*"):
+            owner, _, pid = p.name[len(prefix) :].rpartition("-")[0].rpartition("-")
+            if owner != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
