@@ -37,7 +37,6 @@ def add_arguments(em: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from onlyif.eval.distributed import evaluate_distributed
     from onlyif.eval.exact_match import evaluate_exact_match
-    from onlyif.io import write_json_atomic, write_text_atomic
     from onlyif.lm.models import load_eval_model, resolve_device
 
     for name in ("max_examples", "batch_size", "failures"):
@@ -71,11 +70,8 @@ def run(args: argparse.Namespace) -> int:
                 codec=codec,
             )
         results.append(res)
-        if args.out:
-            out = Path(args.out)
-            write_json_atomic(out / f"{split}.json", {k: v for k, v in res.items() if k != "failures"})
-            lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in res["failures"])
-            write_text_atomic(out / f"{split}_failures.jsonl", lines)
+    if args.out:
+        write_results(Path(args.out), results)
     for res in results:
         parts = [f"{res['split']}: exact_match {res['exact_match']:.4f} (n={res['n']})"]
         if res.get("loss") is not None:
@@ -89,3 +85,22 @@ def run(args: argparse.Namespace) -> int:
                 cells = ", ".join(f"{g} {s['exact_match']:.3f}" for g, s in res[group].items())
                 print(f"  {group.removeprefix('by_')}: {cells}")
     return 0
+
+
+def write_results(out: Path, results: list[dict]) -> None:
+    """``<split>.json`` and ``<split>_failures.jsonl`` of every split, once all are evaluated: a new ``out`` appears
+    whole (built in a temp folder beside it and renamed); into an existing non-empty folder (a run's ``eval/``)
+    each file is replaced atomically."""
+    from onlyif.io import atomic_dir, write_json_atomic, write_text_atomic
+
+    def write(folder: Path) -> None:
+        for res in results:
+            write_json_atomic(folder / f"{res['split']}.json", {k: v for k, v in res.items() if k != "failures"})
+            lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in res["failures"])
+            write_text_atomic(folder / f"{res['split']}_failures.jsonl", lines)
+
+    if out.is_dir() and any(out.iterdir()):
+        write(out)
+    else:
+        with atomic_dir(out) as tmp:
+            write(tmp)
