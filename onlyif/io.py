@@ -124,8 +124,10 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None
 
 
 def absolute(path: Any, base: str | os.PathLike) -> Any:
-    """``path`` joined to ``base`` when it is a relative path string; anything else (absolute, None) unchanged."""
-    return os.path.join(base, path) if isinstance(path, str) and not os.path.isabs(path) else path
+    """``path`` joined to ``base`` when it is a relative path string; anything else (absolute, a ``scheme://`` URI,
+    None) unchanged."""
+    relative = isinstance(path, str) and not os.path.isabs(path) and "://" not in path
+    return os.path.join(base, path) if relative else path
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

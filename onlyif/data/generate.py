@@ -142,13 +142,22 @@ def generate_dataset(
     num_blocks: int | None = None,
     progress: bool = True,
     compression: str = "zstd",
+    this_node_only: bool = False,
 ) -> dict[str, Any]:
     """Build every split of ``cfg`` with Ray Data into ``out``; return the manifest (also written there).
 
     ``compression`` is the parquet codec (zstd, snappy, lz4, gzip, brotli or none).
-    Uses the connected Ray cluster, or starts a local one (``RAY_ADDRESS`` joins an existing cluster; ``out``
-    must then be on storage every node sees).
+    Uses the connected Ray cluster, or starts a local one (``RAY_ADDRESS`` joins an existing cluster; a local
+    ``out`` must then be on storage every node sees). An ``s3://…`` ``out`` is built in a folder of this node (the
+    Ray tasks that write the parts run here) and published there with ``manifest.json`` last
+    (:func:`onlyif.storage.build_at`); ``this_node_only`` pins those tasks here for a local ``out`` only this node
+    sees.
     """
+    from onlyif.storage import build_at, is_uri
+
+    if is_uri(out):
+        args = (num_blocks, progress, compression)
+        return build_at(str(out), lambda d: generate_dataset(cfg, d, False, *args, this_node_only=True), overwrite)[1]
     import ray
     from tqdm.auto import tqdm
 
@@ -170,6 +179,7 @@ def generate_dataset(
             _write_chunks,
             batch_size=1,
             fn_kwargs={"plan": ray.put(plan), "root": str(tmp), "compression": compression},
+            label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()} if this_node_only else None,
         )
         stats = []
         with tqdm(total=len(jobs), desc="generate", unit="part", disable=not progress, leave=False) as bar:

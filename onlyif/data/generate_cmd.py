@@ -11,7 +11,9 @@ from onlyif.tasks.config import TaskConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (parquet per split)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output directory or s3://… URI (parquet per split)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--num-blocks", type=int, default=None, help="Ray Data blocks (default: 2 × cluster CPUs)")
     parser.add_argument(

@@ -9,7 +9,9 @@ from onlyif.cli import add_config_arguments
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, required=True)
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (parquet + manifest.json)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output directory or s3://… URI (parquet + manifest.json)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -18,9 +20,14 @@ def run(args: argparse.Namespace) -> int:
     from onlyif.config import load_config
     from onlyif.data.mixture import build_mixture
     from onlyif.data.mixture_config import MixtureConfig
+    from onlyif.storage import build_at, is_uri
 
     cfg = load_config(MixtureConfig, args.config, args.overrides)
-    manifest = build_mixture(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    progress = not args.no_progress
+    if is_uri(args.out):  # built here (its writers run on this node), then published, manifest.json last
+        _, manifest = build_at(args.out, lambda d: build_mixture(cfg, d, progress=progress), args.overwrite)
+    else:
+        manifest = build_mixture(cfg, args.out, overwrite=args.overwrite, progress=progress)
     t = manifest["totals"]
     print(
         f"mixture: {manifest['rows']} rows → {args.out} (read {t['read']}, quarantined {t['quarantined']}, "

@@ -11,7 +11,7 @@ from onlyif.errors import OnlyIfError
 
 def add_arguments(em: argparse.ArgumentParser) -> None:
     em.add_argument("--model", required=True, metavar="RUN_DIR|HF_DIR", help="a run directory or an HF model dir")
-    em.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
+    em.add_argument("--data", required=True, metavar="DIR", help="dataset directory or s3://… URI")
     em.add_argument(
         "--split", action="append", metavar="NAME", help="split to evaluate, repeatable (default: test_unseen)"
     )
@@ -38,12 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from onlyif.eval.distributed import evaluate_distributed
     from onlyif.eval.exact_match import evaluate_exact_match
     from onlyif.lm.models import load_eval_model, resolve_device
+    from onlyif.storage import local_path
 
     for name in ("max_examples", "batch_size", "failures"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "failures" else 1):
             raise OnlyIfError(f"--{name.replace('_', '-')}: must be positive (got {value})")
     splits = args.split or ["test_unseen"]
+    args.data = str(local_path(args.data, "--data"))  # an s3://… dataset: this node's copy
     results = []
     loaded = None if args.actors else load_eval_model(args.model, resolve_device(args.device))
     for split in splits:

@@ -126,8 +126,8 @@ class SweepConfig(Config):
     metrics (``humaneval/pass@1``, ``suite/score``, ...) join the trial's results, its MLflow run and the report,
     which then ranks by them by default."""
     data_cache: str | None = None
-    """Folder of generated datasets keyed by config hash (default: ``EXP_DIR/data``); must be shared by all
-    nodes on a cluster."""
+    """Folder of generated datasets keyed by config hash (default: ``EXP_DIR/data``); on a cluster a folder every
+    node mounts, or an ``s3://…`` URI (trials publish their builds there and download others' builds)."""
 
     @model_validator(mode="after")
     def _check(self) -> SweepConfig:

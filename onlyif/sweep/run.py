@@ -92,6 +92,7 @@ def preflight(cfg: SweepConfig, points: list[Point]) -> None:
     from onlyif.data.mixture_config import SourceConfig
     from onlyif.data.sources import locate_source
     from onlyif.lm.models import check_model_dir, resolve_pretrained
+    from onlyif.storage import local_path
     from onlyif.train.api import eval_split_dirs
 
     for model in sorted({p.train["model"]["pretrained"] for p in points if p.train["model"]["pretrained"]}):
@@ -102,7 +103,16 @@ def preflight(cfg: SweepConfig, points: list[Point]) -> None:
     for text in sorted(sources):
         locate_source(SourceConfig.model_validate(json.loads(text)))
     for splits in sorted({tuple(p.train["eval"]["splits"]) for p in points}):
-        eval_split_dirs(list(splits), None, [Path(d) for d in cfg.eval_data])
+        eval_split_dirs(list(splits), None, [local_path(d, "eval_data") for d in cfg.eval_data])
+
+
+def _data_cache(cfg: SweepConfig, exp: Path) -> str:
+    """Where trials keep their datasets: ``data_cache`` (a folder, or an ``s3://…`` URI), else ``EXP_DIR/data``."""
+    from onlyif.storage import is_uri
+
+    if cfg.data_cache is None:
+        return str(exp / "data")
+    return cfg.data_cache if is_uri(cfg.data_cache) else str(Path(cfg.data_cache).resolve())
 
 
 def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
@@ -205,7 +215,7 @@ def run_sweep(
             trainable,
             param_space={
                 "point": tune.grid_search([p.to_dict() for p in valid]),
-                "data_cache": str(Path(cfg.data_cache).resolve() if cfg.data_cache else exp / "data"),
+                "data_cache": _data_cache(cfg, exp),
                 "runs_dir": str(exp / "trials"),
                 "eval_data": cfg.eval_data,
                 "evaluate": cfg.evaluate.to_dict() if cfg.evaluate else None,

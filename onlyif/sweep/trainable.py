@@ -88,12 +88,13 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from onlyif.config import validate_config
+    from onlyif.storage import local_path
     from onlyif.train.api import RAY_RUN_NAME, eval_split_dirs, run_training
     from onlyif.train.config import TrainConfig
 
     point = config["point"]
     train = validate_config(TrainConfig, {**point["train"], "mlflow": False}, source=f"point {point['id']}: train")
-    eval_data = [Path(p) for p in config.get("eval_data", [])]
+    eval_data = [local_path(p, "eval_data") for p in config.get("eval_data", [])]  # s3://…: this node's copy
 
     t0 = time.perf_counter()
     data_dir, manifest, data_metrics = _dataset(point, config["data_cache"])

@@ -118,9 +118,12 @@ IN_PROCESS_BYTES = 64 << 20
 pipeline costs seconds, more than tokenizing ~10^5 rows takes (a sweep trial pays it every time)."""
 
 
-def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> tuple[list[Any], int]:
+def _train_shards(
+    cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str, uri: str | None = None
+) -> tuple[list[Any], int]:
     """Tokenized train split in file order, split into equal per-worker shards (deterministic): tokenized with Ray
-    Data ``map_batches`` over the parquet files, or in this process when they are small (the same rows either way)."""
+    Data ``map_batches`` over the parquet files, or in this process when they are small (the same rows either way).
+    ``uri``: where ``data_dir`` was downloaded from; Ray Data's read tasks, which may run on any node, read there."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import ray.data
@@ -134,7 +137,8 @@ def _train_shards(cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str) -> 
             table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
             ds = ray.data.from_arrow(tokenize({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}))
         else:
-            ds = ray.data.read_parquet([str(f) for f in files], columns=cols, override_num_blocks=max(len(files), 2))
+            paths = [f"{uri.rstrip('/')}/train/{f.name}" if uri else str(f) for f in files]
+            ds = ray.data.read_parquet(paths, columns=cols, override_num_blocks=max(len(files), 2))
             ds.context.execution_options.preserve_order = True
             ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096).materialize()
     except (OnlyIfError, RayTaskError) as exc:  # a bad row, raised here or inside a Ray Data task
@@ -250,10 +254,12 @@ def run_training(
     from onlyif.lm.codec import load_codec
     from onlyif.lm.models import check_model_dir, resolve_pretrained
     from onlyif.ray_utils import init_ray
+    from onlyif.storage import is_uri, local_path
     from onlyif.train.tracking import MetricsCallback, end_mlflow_run, read_history, start_mlflow_run
 
-    data = Path(data_dir).resolve()
-    evals = [Path(p).resolve() for p in eval_data or []]
+    named = [str(p) if is_uri(p) else None for p in [data_dir, *(eval_data or [])]]  # URIs stay in run.json
+    data = local_path(data_dir, "--data")  # an s3://… dataset: this node's copy (onlyif.storage.fetch)
+    evals = [local_path(p, "--eval-data") for p in eval_data or []]
     out = Path(out_dir).resolve()
     kind = dataset_kind(data, "train")
     model_dir = None
@@ -272,7 +278,7 @@ def run_training(
     _check_resources(cfg)
 
     max_length = _max_length(cfg)
-    shards, per_worker = _train_shards(cfg, data, codec, kind)
+    shards, per_worker = _train_shards(cfg, data, codec, kind, named[0])
     eval_items = _eval_items(cfg, eval_split_dirs(cfg.eval.splits, data, evals), codec, max_length)
     probe_items = _eval_items_of(codec, data, "train", cfg.early_stop.sample) if cfg.early_stop else []
     total_steps = total_optimizer_steps(per_worker, cfg)
@@ -284,7 +290,8 @@ def run_training(
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    run_info = {"data": str(data), "eval_data": [str(p) for p in evals], "kind": kind}
+    sources = [u or str(p) for u, p in zip(named, [data, *evals], strict=True)]
+    run_info = {"data": sources[0], "eval_data": sources[1:], "kind": kind}
     write_json_atomic(out / "run.json", run_info | {"versions": library_versions()})
     mlflow_uri = run_id = None
     if cfg.mlflow:
@@ -294,7 +301,7 @@ def run_training(
             experiment_name or cfg.mlflow_experiment,
             out,
             out.name,
-            cfg.to_dict() | {"data": str(data), "eval_data": [str(p) for p in evals]},
+            cfg.to_dict() | {"data": sources[0], "eval_data": sources[1:]},
         )
 
     s = cfg.scaling

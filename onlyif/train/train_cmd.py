@@ -14,7 +14,9 @@ from onlyif.train.config import TrainConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--data", metavar="DIR", help="dataset directory (DIR/train/*.parquet, DIR/test_*/...)")
+    parser.add_argument(
+        "--data", metavar="DIR", help="dataset directory or s3://… URI (DIR/train/*.parquet, DIR/test_*/...)"
+    )
     parser.add_argument(
         "--eval-data",
         metavar="DIR",

@@ -1,0 +1,239 @@
+"""``s3://…`` outputs and inputs (``onlyif/storage.py``) against a real local S3 server (moto, 127.0.0.1): generate and
+mix publish the bytes of a local build with ``manifest.json`` last, refusals and ``--overwrite`` hold, a folder
+without a manifest is never read as a result, the sweep's ``data_cache`` reuses a published build, train reads one."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from onlyif.cli import main
+from onlyif.config import validate_config
+from onlyif.data.generate import generate_dataset
+from onlyif.data.mixture import build_mixture
+from onlyif.data.mixture_config import MixtureConfig
+from onlyif.errors import OnlyIfError
+from onlyif.storage import fetch, local_path, publish
+from onlyif.sweep.datasets import ensure_dataset, ensure_mixture
+from onlyif.tasks.config import TaskConfig
+from tests._mix_fixtures import base_config
+
+BUCKET = "onlyif-test"
+TASK = {
+    "seed": 5,
+    "alphabet_size": 6,
+    "input_length": [8, 10],
+    "pattern_length": [2, 3],
+    "instructions": 20,
+    "budget": 400,
+    "test_seen": 60,
+    "test_unseen": 60,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 with one bucket; the AWS variables point boto3 and pyarrow at it, and
+    ``ONLYIF_CACHE_DIR`` at a temp folder. Yields a boto3 client."""
+    import boto3
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.2)
+        with pytest.MonkeyPatch.context() as mp:
+            env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+            for key, value in (env | {"AWS_DEFAULT_REGION": "us-east-1"}).items():
+                mp.setenv(key, value)
+            mp.setenv("ONLYIF_CACHE_DIR", str(tmp_path_factory.mktemp("node_cache")))
+            client = boto3.client("s3")
+            client.create_bucket(Bucket=BUCKET)
+            yield client
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def objects(client, prefix: str) -> dict[str, bytes]:
+    """Every object under ``prefix/`` (its key relative to the prefix) and its bytes; folder markers left out."""
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])]
+    return {
+        k[len(prefix) + 1 :]: client.get_object(Bucket=BUCKET, Key=k)["Body"].read()
+        for k in keys
+        if not k.endswith("/")
+    }
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def without_timing(manifest: bytes, key: str) -> dict:
+    data = json.loads(manifest)
+    data.pop(key)
+    return data
+
+
+def test_generate_to_s3_publishes_the_local_bytes_refuses_and_overwrites(s3, ray_cluster, tmp_path, capsys):
+    cfg = validate_config(TaskConfig, TASK)
+    local = generate_dataset(cfg, tmp_path / "local", progress=False)
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(TASK))
+    uri = f"s3://{BUCKET}/gen"
+    argv = ["generate", "--config", str(tmp_path / "task.yaml"), "--out", uri, "--quiet"]
+    assert main(argv) == 0
+    remote, mine = objects(s3, "gen"), files(tmp_path / "local")
+    assert set(remote) == set(mine) and any(k.startswith("test_unseen/part-") for k in remote)
+    for name in mine:
+        if name != "manifest.json":
+            assert remote[name] == mine[name], name
+    assert without_timing(remote["manifest.json"], "generation_seconds") == json.loads(
+        json.dumps({k: v for k, v in local.items() if k != "generation_seconds"})
+    )
+    # reading it back: a node-local copy, downloaded once per manifest
+    copy = local_path(uri)
+    assert files(copy) == remote and fetch(uri) == copy
+    # a second run refuses the non-empty URI before any work; --overwrite replaces everything there
+    assert main(argv) == 1
+    assert f"--out {uri}: folder exists and is not empty (pass --overwrite" in capsys.readouterr().err
+    s3.put_object(Bucket=BUCKET, Key="gen/stray.txt", Body=b"old")
+    assert main([*argv, "--overwrite"]) == 0
+    again = objects(s3, "gen")
+    assert "stray.txt" not in again and again["train/part-00000.parquet"] == mine["train/part-00000.parquet"]
+    assert again["manifest.json"] != remote["manifest.json"]  # a new build (its timing), not the old manifest
+
+
+def test_bad_uris_and_missing_manifests_fail_in_one_line(s3, tmp_path, capsys, monkeypatch):
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(TASK))
+    gen = ["generate", "--config", str(tmp_path / "task.yaml"), "--quiet", "--out"]
+    cases = [
+        (gen + ["nope://bucket/x"], 2, "--out nope://bucket/x: not a storage URI pyarrow can open"),
+        (gen + [f"s3://{BUCKET}"], 2, f"--out s3://{BUCKET}: give a folder inside a bucket"),
+        (gen + ["s3://no-such-bucket/x"], 1, "--out s3://no-such-bucket/x: bucket 'no-such-bucket' not found"),
+        (["train", "--data", f"s3://{BUCKET}/absent", "--out", str(tmp_path / "run")], 1, "no manifest.json there"),
+    ]
+    for argv, code, message in cases:
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+    assert not (tmp_path / "run").exists()
+    # no credentials at all: refused before any work (the server denies the unsigned write probe)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws either
+    assert main([*gen, f"s3://{BUCKET}/nocred"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"--out s3://{BUCKET}/nocred: " in err and "ACCESS_DENIED" in err and "\n" not in err, err
+
+
+def test_a_publish_that_fails_midway_leaves_no_manifest(s3, tmp_path):
+    folder = tmp_path / "out"
+    (folder / "train").mkdir(parents=True)
+    (folder / "train" / "part-00000.parquet").write_bytes(b"parquet bytes")
+    (folder / "manifest.json").write_text("{}")
+    os.symlink("/proc/self/mem", folder / "train" / "part-00001.parquet")  # a file whose read fails (EIO)
+    uri = f"s3://{BUCKET}/half"
+    with pytest.raises(OnlyIfError, match=rf"^--out {uri}: .*Input/output error"):
+        publish(folder, uri, overwrite=False)
+    assert "manifest.json" not in objects(s3, "half")  # whatever parts got there, no manifest
+    assert (folder / "manifest.json").read_text() == "{}"  # the local folder is whole again
+    with pytest.raises(OnlyIfError, match="no manifest.json there"):
+        fetch(uri, "--data")
+
+
+def test_sweep_data_cache_on_s3_reuses_a_published_build_and_rebuilds_one_without_manifest(
+    s3, ray_cluster, tmp_path, monkeypatch
+):
+    cfg = validate_config(TaskConfig, TASK)
+    cache = f"s3://{BUCKET}/cache"
+    first_dir, first = ensure_dataset(cfg, cache)
+    prefix = "cache/" + first["config_sha256"][:16]
+    published = objects(s3, prefix)
+    assert files(first_dir) == published and json.loads(published["manifest.json"]) == first
+    # another node: an empty local cache; it downloads the build instead of generating again
+    monkeypatch.setenv("ONLYIF_CACHE_DIR", str(tmp_path / "other_node"))
+    other_dir, other = ensure_dataset(cfg, cache)
+    assert other == first and files(other_dir) == published
+    assert other_dir.is_relative_to(tmp_path / "other_node") and objects(s3, prefix) == published
+    # a folder without manifest (a build that died while publishing) is not a result: it is built again
+    s3.delete_object(Bucket=BUCKET, Key=f"{prefix}/manifest.json")
+    _, rebuilt = ensure_dataset(cfg, cache)
+    after = objects(s3, prefix)
+    assert after["manifest.json"] != published["manifest.json"] and rebuilt["splits"] == first["splits"]
+    assert after["train/part-00000.parquet"] == published["train/part-00000.parquet"]
+
+
+def test_mix_to_s3_and_the_mixture_cache_have_the_bytes_of_a_local_build(s3, ray_cluster, tmp_path):
+    src = tmp_path / "a.jsonl"
+    words = ["ka", "lo", "mi", "ne", "po", "ru", "si", "ta"]
+    src.write_text("".join(json.dumps({"prompt": f"question {i} about {w}", "response": f"answer {w}"}) + "\n"
+                           for i, w in enumerate(words)))  # fmt: skip
+    source = {"name": "a", "domain": "general", "path": str(src), "format": "prompt_response"}
+    raw = base_config([source], 6, decontam={"eval_sets": []})
+    cfg = validate_config(MixtureConfig, raw)
+    build_mixture(cfg, tmp_path / "local", progress=False)
+    mine = files(tmp_path / "local")
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(raw))
+    uri = f"s3://{BUCKET}/mix"
+    assert main(["mix", "--config", str(tmp_path / "mix.yaml"), "--out", uri, "--no-progress"]) == 0
+    remote = objects(s3, "mix")
+    assert set(remote) == set(mine) and "train/part-00000.parquet" in remote
+    for name in set(mine) - {"manifest.json"}:
+        assert remote[name] == mine[name], name
+    manifest = json.loads(remote["manifest.json"])
+    assert manifest["output"] == json.loads(mine["manifest.json"])["output"]
+    # the sweep's cache: published under the config hash, the same data bytes
+    path, cached = ensure_mixture(cfg, f"s3://{BUCKET}/mixcache")
+    assert cached["output"] == manifest["output"]
+    published = objects(s3, f"mixcache/{cfg.config_hash()[:16]}")
+    assert (
+        published["train/part-00000.parquet"]
+        == mine["train/part-00000.parquet"]
+        == (path / "train" / "part-00000.parquet").read_bytes()
+    )
+
+
+def test_train_reads_an_s3_dataset(s3, ray_cluster, tmp_path):
+    from onlyif.train.api import run_training
+    from tests._train_fixtures import make_synthetic_dataset, tiny_cfg
+
+    data = make_synthetic_dataset(tmp_path / "data", n_train=64, n_test=16)
+    (data / "manifest.json").write_text(json.dumps({"note": "hand-made"}))
+    uri = f"s3://{BUCKET}/train-data"
+    publish(data, uri, overwrite=False)
+    outcome = run_training(tiny_cfg(epochs=1, scaling__num_workers=1), uri, tmp_path / "run")
+    assert outcome.metrics["step"] == 2  # 64 rows / 1 worker / batch 32
+    assert 0.0 <= outcome.metrics["test_unseen/exact_match"] <= 1.0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["data"] == uri  # what a resume reads again (on any node)
