@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from onlyif.cli import add_config_arguments
 from onlyif.errors import OnlyIfError
@@ -53,10 +54,21 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if not args.out:
             raise OnlyIfError("--out EXP_DIR is required")
-    from onlyif.mlflow_names import where_to_look
-    from onlyif.sweep.run import run_sweep
+    from mlflow.exceptions import MlflowException
 
-    outcome = run_sweep(cfg, args.resume or args.out, resume=bool(args.resume), report=not args.no_report)
+    from onlyif.mlflow_names import where_to_look
+    from onlyif.sweep.run import STATE_FILE, run_sweep
+
+    exp = args.resume or args.out
+    try:
+        outcome = run_sweep(cfg, exp, resume=bool(args.resume), report=not args.no_report)
+    except MlflowException as exc:  # e.g. the tracking server went away and MLflow's retries ran out
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if not (Path(exp) / STATE_FILE).is_file():  # failed before the sweep started: nothing to resume
+            raise OnlyIfError(f"MLflow: {first}") from None
+        raise OnlyIfError(
+            f"MLflow: {first}; what Tune finished is kept in {exp}: continue with: onlyif sweep --resume {exp}"
+        ) from None
     if outcome.report is not None:
         print_conclusions(outcome.report)
         print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
