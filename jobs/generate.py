@@ -3,6 +3,7 @@
 
     ray job submit --working-dir . -- \
         python jobs/generate.py --config jobs/configs/generate_main.yaml --out /shared/data/main
+    # or --out s3://BUCKET/data/main: built on the node running the job, uploaded with manifest.json last
     python jobs/generate.py --config jobs/configs/generate_main.yaml --out /tmp/gen-smoke --smoke-test
 """
 

@@ -38,14 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from onlyif.eval.distributed import evaluate_distributed
     from onlyif.eval.exact_match import evaluate_exact_match
     from onlyif.lm.models import load_eval_model, resolve_device
-    from onlyif.storage import local_path
+    from onlyif.storage import fetch, is_uri
 
     for name in ("max_examples", "batch_size", "failures"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "failures" else 1):
             raise OnlyIfError(f"--{name.replace('_', '-')}: must be positive (got {value})")
     splits = args.split or ["test_unseen"]
-    args.data = str(local_path(args.data, "--data"))  # an s3://… dataset: this node's copy
+    if is_uri(args.data):
+        args.data = str(fetch(args.data, "--data"))  # this node's copy (onlyif.storage)
     results = []
     loaded = None if args.actors else load_eval_model(args.model, resolve_device(args.device))
     for split in splits:
