@@ -165,11 +165,12 @@ def write_chosen(
         for d, c in counts.items():
             domains[d] = domains.get(d, 0) + c
     if cfg.write_jsonl:
-        _join_parts(tmp, cfg.output_split, nfiles)
+        join_jsonl_parts(tmp, cfg.output_split, nfiles)
     return files, dict(sorted(domains.items()))
 
 
-def _join_parts(tmp: Path, split_name: str, nfiles: int) -> None:
+def join_jsonl_parts(tmp: Path, split_name: str, nfiles: int) -> None:
+    """Concatenate the jsonl parts ``.SPLIT.jsonl.XXXXX`` of the output files into ``SPLIT.jsonl``."""
     import shutil
 
     with open(tmp / f"{split_name}.jsonl", "wb") as out:

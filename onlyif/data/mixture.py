@@ -122,34 +122,31 @@ def _choose(cfg: MixtureConfig, idx: int, available: int, requested: int, texts,
     return chosen_ranks(available, requested, np.random.default_rng([cfg.seed, idx]), pick)
 
 
-def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> dict:
-    """Build the mixture described by ``cfg`` into ``out`` and return its manifest.
+def _source_stats(counts: np.ndarray, available: int, requested: int, selected: int, extra: int, selection: str):
+    """A source's counts for the manifest (dedup counts are added once the reports are written)."""
+    return {
+        "read": int(counts[0]),
+        QUARANTINED: int(counts[1]),
+        FILTERED: int(counts[2]),
+        CONTAMINATED: int(counts[3]),
+        "available": available,
+        "requested": requested,
+        "selected": selected,
+        "upsampled": extra,
+        "upsample_factor": round(requested / available, 6) if extra else 1.0,
+        "selection": selection,
+    }
 
-    ``out`` gets ``SPLIT/part-XXXXX.parquet`` (``SPLIT`` = ``output_split``, default ``train``; columns of
-    :func:`~onlyif.mixing.records.output_schema`), ``manifest.json``, ``config.yaml``, ``quarantine.jsonl``,
-    ``decontaminated.jsonl``, ``duplicates.jsonl`` and optionally ``SPLIT.jsonl``. Same config and seed ⇒
-    byte-identical data files. Nothing is left behind on failure.
-    """
+
+def _select(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path, lap, progress: bool):
+    """``mode: select``: census, dedup, choice of ranks, writing. Returns ``(stats, files, domains)``."""
     from onlyif.data.mix_dedup import dedup_parts, exact_dedup, near_dedup
-    from onlyif.data.mix_output import digest, sort_by_source_and_id, source_texts, write_chosen
+    from onlyif.data.mix_output import sort_by_source_and_id, source_texts, write_chosen
     from onlyif.data.mix_reports import census, write_reports
-    from onlyif.io import atomic_dir, ensure_writable_dir, library_versions, write_json_atomic
     from onlyif.mixing.select import assignment
-    from onlyif.ray_utils import cluster_cpus, init_ray
+    from onlyif.ray_utils import cluster_cpus
 
-    ensure_writable_dir(out, overwrite)
-    resolved = [resolve_source(s) for s in cfg.sources]
-    index, eval_info = _eval_index(cfg)
-    requested = cfg.requested()
-    names = [s.name for s in cfg.sources]
-    init_ray(progress=progress)
-    clock = [time.perf_counter()]
-    timings: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        clock.append(time.perf_counter())
-        timings[name] = round(clock[-1] - clock[-2], 3)
-
+    names, requested = [s.name for s in cfg.sources], cfg.requested()
     work = _read_all(cfg, resolved, index)
     lap("parallel_pass_s")
     counts, first_problem, quarantined, contaminated, blocks = census(work, names)
@@ -182,25 +179,69 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
             progress,
         )
         chosen.append(ranks)
-        stats[src.name] = {
-            "read": int(counts[i, 0]),
-            QUARANTINED: int(counts[i, 1]),
-            FILTERED: int(counts[i, 2]),
-            CONTAMINATED: int(counts[i, 3]),
-            "available": int(available[i]),
-            "requested": requested[i],
-            "selected": len(ranks),
-            "upsampled": extra,
-            "upsample_factor": round(requested[i] / int(available[i]), 6) if extra else 1.0,
-            "selection": src.selection,
-        }
+        stats[src.name] = _source_stats(counts[i], int(available[i]), requested[i], len(ranks), extra, src.selection)
     plan = assignment(chosen, cfg.seed)
     lap("select_s")
+    files, domains = write_chosen(ordered, block_src, first_rank, plan, tmp, cfg, parts)
+    dups = write_reports(tmp, names, quarantined, contaminated, dropped, parts)
+    for i, name in enumerate(names):
+        stats[name] |= {"exact_duplicates": dups["exact"][i], "near_duplicates": dups["near"][i]}
+    lap("write_s")
+    return stats, files, domains
+
+
+def _stream(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path, lap, progress: bool):
+    """``mode: stream`` (:mod:`onlyif.data.mix_stream`). Returns ``(stats, files, domains)``."""
+    from onlyif.data.mix_stream import stream_mixture
+
+    requested = cfg.requested()
+    counts, first_problem, files = stream_mixture(cfg, resolved, index, requested, tmp)
+    lap("stream_s")
+    stats: dict[str, dict[str, Any]] = {}
+    domains: dict[str, int] = {}
+    for i, src in enumerate(cfg.sources):
+        _source_error_checks(src, int(counts[i, 0]), int(counts[i, 1]), first_problem[i])
+        available = int(counts[i, 4])
+        if requested[i] > available:
+            raise ConfigError(
+                f"sources[{src.name}]: asks for {requested[i]} rows but only {available} are available after "
+                "quarantine, filters and decontamination (mode: stream cannot upsample); ask for fewer"
+            )
+        stats[src.name] = _source_stats(counts[i], available, requested[i], requested[i], 0, "first") | {
+            "exact_duplicates": 0,
+            "near_duplicates": 0,
+        }
+        if requested[i]:
+            domains[src.domain] = domains.get(src.domain, 0) + requested[i]
+    return stats, files, dict(sorted(domains.items()))
+
+
+def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> dict:
+    """Build the mixture described by ``cfg`` into ``out`` and return its manifest.
+
+    ``out`` gets ``SPLIT/part-XXXXX.parquet`` (``SPLIT`` = ``output_split``, default ``train``; columns of
+    :func:`~onlyif.mixing.records.output_schema`), ``manifest.json``, ``config.yaml``, ``quarantine.jsonl``,
+    ``decontaminated.jsonl``, ``duplicates.jsonl`` and optionally ``SPLIT.jsonl``. Same config and seed ⇒
+    byte-identical data files. Nothing is left behind on failure.
+    """
+    from onlyif.data.mix_output import digest
+    from onlyif.io import atomic_dir, ensure_writable_dir, library_versions, write_json_atomic
+    from onlyif.ray_utils import init_ray
+
+    ensure_writable_dir(out, overwrite)
+    resolved = [resolve_source(s) for s in cfg.sources]
+    index, eval_info = _eval_index(cfg)
+    init_ray(progress=progress)
+    clock = [time.perf_counter()]
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        timings[name] = round(clock[-1] - clock[-2], 3)
 
     with atomic_dir(out, overwrite) as tmp:
-        files, domains = write_chosen(ordered, block_src, first_rank, plan, tmp, cfg, parts)
-        dups = write_reports(tmp, names, quarantined, contaminated, dropped, parts)
-        lap("write_s")
+        build = _stream if cfg.mode == "stream" else _select
+        stats, files, domains = build(cfg, resolved, index, tmp, lap, progress)
         rows = sum(f["rows"] for f in files)
         diversity = None
         if cfg.diversity.enabled and rows:
@@ -211,8 +252,6 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
             table = pq.read_table(tmp / cfg.output_split, columns=["prompt", "response", "domain"])
             diversity = mixture_diversity(table, cfg)
         lap("diversity_s")
-        for i, name in enumerate(names):
-            stats[name] |= {"exact_duplicates": dups["exact"][i], "near_duplicates": dups["near"][i]}
         (tmp / "config.yaml").write_text(cfg.to_yaml())
         manifest = {
             "kind": "mixture",

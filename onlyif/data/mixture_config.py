@@ -172,6 +172,11 @@ class MixtureConfig(Config):
     """A budgeted mixture of instruction-data sources."""
 
     seed: int = Field(0, ge=0)
+    mode: Literal["select", "stream"] = "select"
+    """select: dedup, then a seeded random or k-center choice per source, shuffled output (every row is read
+    before any is chosen). stream: each source's first count rows in read order, interleaved by Ray Data as
+    they are read, never materialized — for pure ratio mixtures of huge sources (no dedup, k-center,
+    upsampling or diversity report)."""
     budget: int = Field(ge=1)
     """Total rows of the mixture (with counts, the counts' sum may be lower)."""
     sources: list[SourceConfig] = Field(min_length=1)
@@ -191,6 +196,8 @@ class MixtureConfig(Config):
 
     @model_validator(mode="after")
     def _check(self) -> MixtureConfig:
+        if self.mode == "stream":
+            self._check_stream()
         names = [s.name for s in self.sources]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -210,6 +217,21 @@ class MixtureConfig(Config):
             if total > self.budget:
                 raise ValueError(f"sources: counts sum to {total}, more than budget {self.budget}")
         return self
+
+    def _check_stream(self) -> None:
+        why = "mode: stream takes rows as they are read"
+        if self.dedup.exact or self.dedup.near:
+            raise ValueError(f"dedup: set exact and near to false with mode: stream ({why}; dedup needs every row)")
+        if self.diversity.enabled:
+            raise ValueError(
+                "diversity.enabled: set to false with mode: stream (the report reads the whole mixture into one "
+                "process); run `onlyif diversity` on the written mixture instead"
+            )
+        for s in self.sources:
+            if s.selection != "random":
+                raise ValueError(f"sources[{s.name}].selection: {s.selection} needs mode: select ({why})")
+            if s.upsample:
+                raise ValueError(f"sources[{s.name}].upsample: not with mode: stream ({why}, once)")
 
     def requested(self) -> list[int]:
         """Rows asked of each source."""

@@ -1,0 +1,167 @@
+"""``mode: stream`` of ``onlyif mix``: a pure ratio mixture written as it is read, never materialized.
+
+For mixtures without dedup or core-set selection. Each source is read and sent through the record step as in
+``mode: select``; a one-actor step per source keeps its first ``count`` usable rows in read order and counts the
+rest; Ray Data's ``Dataset.mix`` interleaves the sources' blocks in the ratio of their counts, and Ray Data writes
+the parquet files (on the driver's node, into the build's temp folder). Rows flow through Ray Data's streaming
+executor, so memory is bounded by its buffers, not by the data. The per-source counts and the quarantined and
+contaminated rows go to one ledger actor on the driver's node; the side reports are written from it as in
+``mode: select`` (it holds those rows only, never the mixture's).
+
+Same config ⇒ same bytes (``preserve_order``). Unlike ``mode: select`` the interleaving follows block
+boundaries, so ``num_blocks`` is part of what fixes the bytes, output files hold about ``rows_per_file`` rows,
+and rows are not shuffled: a trainer shuffles each epoch; shuffle a source beforehand if its order matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from ray.data import ActorPoolStrategy
+from ray.data.datasource import FilenameProvider
+
+from onlyif.data.blocks import on_this_node
+from onlyif.data.mix_output import join_jsonl_parts
+from onlyif.data.mix_reports import STATUSES, write_reports
+from onlyif.io import sha256_file, write_jsonl
+from onlyif.mixing.records import OK, QUARANTINED, output_schema, process_batch
+
+MIX_WEIGHT_OF_EMPTY = 1e-9  # a source asked for 0 rows is still read and counted; Dataset.mix needs weights > 0
+
+
+@ray.remote(num_cpus=0)
+class _Ledger:
+    """Counts, first parse problem and side rows of every source, one entry per (source, block sequence number)."""
+
+    def __init__(self, nsrc: int):
+        self.nsrc = nsrc
+        self.blocks: dict[tuple[int, int], tuple] = {}
+
+    def add(self, src: int, seq: int, counts, problem, quarantined: pa.Table, contaminated: pa.Table) -> None:
+        self.blocks[(src, seq)] = (counts, problem, ray.put(quarantined), ray.put(contaminated))
+
+    def summary(self) -> tuple[np.ndarray, list[str | None], list, list]:
+        counts = np.zeros((self.nsrc, len(STATUSES) + 1), dtype=np.int64)
+        first: list[str | None] = [None] * self.nsrc
+        quarantined, contaminated = [], []
+        for (src, _), (c, problem, q, k) in sorted(self.blocks.items()):
+            counts[src] += c
+            first[src] = first[src] if first[src] is not None else problem
+            quarantined.append(q)
+            contaminated.append(k)
+        return counts, first, quarantined, contaminated
+
+
+class _KeepFirst:
+    """One source's blocks in read order (one actor, ``preserve_order``): keep the first ``n`` usable rows,
+    send the block's counts and side rows to the ledger."""
+
+    def __init__(self, src: int, n: int, ledger):
+        self.src, self.n, self.ledger = src, n, ledger
+        self.seq = self.kept = 0
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        status = block.column("status").to_numpy(zero_copy_only=False)
+        counts = np.array([block.num_rows, *((status == s).sum() for s in STATUSES)], dtype=np.int64)
+        bad = np.flatnonzero(status == QUARANTINED)
+        problem = block.column("reason")[int(bad[0])].as_py() if len(bad) else None
+        quarantined = block.filter(pa.array(status == QUARANTINED)).select(["source", "path", "line", "reason", "raw"])
+        contaminated = block.filter(pa.array(status == "contaminated")).select(["id", "source", "reason"])
+        ray.get(self.ledger.add.remote(self.src, self.seq, counts, problem, quarantined, contaminated))
+        self.seq += 1
+        ok = np.flatnonzero(status == OK)[: max(0, self.n - self.kept)]
+        self.kept += len(ok)
+        return block.take(pa.array(ok, pa.int64())).select(output_schema().names).cast(output_schema())
+
+
+class _TaskOrderNames(FilenameProvider):
+    """File names that sort in write-task order (renamed to ``part-XXXXX.parquet`` afterwards)."""
+
+    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+        return f"task-{task_index:09d}-{write_uuid}.parquet"
+
+
+@contextlib.contextmanager
+def _preserve_order():
+    from ray.data import DataContext
+
+    options = DataContext.get_current().execution_options
+    before = options.preserve_order
+    options.preserve_order = True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
+
+
+@ray.remote
+def _file_info(path: str, split_name: str, with_jsonl: bool) -> dict[str, Any]:
+    p = Path(path)
+    if with_jsonl:
+        write_jsonl(
+            p.parent.parent / f".{split_name}.jsonl.{p.stem.removeprefix('part-')}", pq.read_table(p).to_pylist()
+        )
+    return {"path": f"{split_name}/{p.name}", "rows": pq.ParquetFile(p).metadata.num_rows, "sha256": sha256_file(p)}
+
+
+def stream_mixture(cfg, resolved: list, index, requested: list[int], tmp: Path) -> tuple[np.ndarray, list, list]:
+    """Write ``cfg``'s mixture into ``tmp`` as it is read; returns ``(counts, first problems, files)`` where
+    ``counts[s]`` = rows read, quarantined, filtered, contaminated, ok of source ``s`` (as :func:`census`)."""
+    from onlyif.data.sources import read_source
+
+    pinned = on_this_node()
+    ledger = _Ledger.options(**pinned).remote(len(resolved))
+    dedup = cfg.dedup.model_dump()
+    split_dir = tmp / cfg.output_split
+    with _preserve_order():  # before any Dataset exists: each one keeps the context it was made in
+        parts = []
+        for i, rs in enumerate(resolved):
+            records = read_source(rs, cfg.num_blocks).map_batches(
+                process_batch,
+                fn_kwargs={"src": rs.cfg.model_dump(), "dedup": dedup, "index": index},
+                batch_format="pyarrow",
+                batch_size=None,
+            )
+            with warnings.catch_warnings():  # Ray 2.60 has no named parameters for these two (pinned < 2.61)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                kept = records.map_batches(
+                    _KeepFirst,
+                    fn_constructor_kwargs={"src": i, "n": requested[i], "ledger": ledger},
+                    batch_format="pyarrow",
+                    batch_size=None,
+                    compute=ActorPoolStrategy(size=1),
+                    num_cpus=0,
+                    max_restarts=0,  # a restarted actor would forget how many rows it kept: fail instead
+                    allow_out_of_order_execution=False,  # Ray Data's default lets a later block overtake
+                )
+            parts.append(kept)
+        weights = [max(float(n), MIX_WEIGHT_OF_EMPTY) for n in requested]
+        mixed = parts[0].mix(*parts[1:], weights=weights) if len(parts) > 1 else parts[0]
+        mixed.write_parquet(
+            str(split_dir),
+            min_rows_per_file=cfg.rows_per_file,
+            filename_provider=_TaskOrderNames(),
+            ray_remote_args=pinned,
+        )
+    counts, first, quarantined, contaminated = ray.get(ledger.summary.remote())
+    write_reports(tmp, [rs.cfg.name for rs in resolved], quarantined, contaminated, [], len(resolved))
+    ray.kill(ledger)
+    written = sorted(split_dir.glob("*.parquet"))
+    if not written:
+        split_dir.mkdir(exist_ok=True)
+        pq.write_table(output_schema().empty_table(), split_dir / "part-00000.parquet")
+    else:
+        for k, path in enumerate(written):
+            path.rename(split_dir / f"part-{k:05d}.parquet")
+    paths = sorted(split_dir.glob("part-*.parquet"))
+    files = ray.get([_file_info.options(**pinned).remote(str(p), cfg.output_split, cfg.write_jsonl) for p in paths])
+    if cfg.write_jsonl:
+        join_jsonl_parts(tmp, cfg.output_split, len(paths))
+    return counts, first, files
