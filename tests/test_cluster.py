@@ -94,6 +94,17 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
     from mlflow import MlflowClient
     from ray.tune import ExperimentAnalysis
 
+    # the reference mixture: built by a local Ray of one node, before the cluster exists
+    mix_cfg = _mixture_config(tmp_path)
+    local = subprocess.run(
+        [BIN / "onlyif", "mix", "--config", str(mix_cfg), "--out", str(tmp_path / "mix_local"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        timeout=300,
+    )
+    assert local.returncode == 0, local.stderr[-3000:]
+
     (s3_port,) = _free_ports(1)
     # 2 logical CPUs a node: one for a training worker, one for Ray Data beside it
     flags = ("--head-cpus", "2", "--workers", "1", "--worker-cpus", "2", "--s3-port", str(s3_port))
@@ -149,6 +160,35 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
         analysis = ExperimentAnalysis("s3://onlyif/tune/sweep_main")  # the restore point, read back from S3
         assert len(analysis.trials) == 1
         assert all(t.status == "TERMINATED" for t in analysis.trials)
+
+        # the same mixture built on the two nodes (its record tasks on both) has the same bytes
+        _submit(env, REPO, "python", "jobs/mix.py", "--config", str(mix_cfg), "--out", str(tmp_path / "mix_2"))
+        tasks = subprocess.run(
+            [BIN / "ray", "list", "tasks", "--detail", "--format", "json", "--limit", "10000"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        record_nodes = {t["node_id"] for t in json.loads(tasks.stdout) if "process_batch" in t["name"]}
+        assert len(record_nodes) == 2, record_nodes
+        for name in ("train.jsonl", "duplicates.jsonl", "decontaminated.jsonl", "quarantine.jsonl"):
+            assert (tmp_path / "mix_2" / name).read_bytes() == (tmp_path / "mix_local" / name).read_bytes(), name
+        two, one = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("mix_2", "mix_local"))
+        assert two["output"] == one["output"] and two["totals"] == one["totals"]
+
+
+def _mixture_config(tmp_path: Path) -> Path:
+    """Five made-up sources with planted problems: exact + near dedup, decontamination, k-center on one."""
+    from tests._mix_fixtures import base_config, write_sources
+
+    fx = write_sources(tmp_path / "sources")
+    for s in fx["sources"]:
+        s["count"] = {"code": 20, "general": 15, "reasoning": 10, "qa": 10, "chat": 5}[s["name"]]
+    fx["sources"][0]["selection"] = "kcenter"
+    path = tmp_path / "mix.yaml"
+    path.write_text(yaml.safe_dump(base_config(fx["sources"], 60, num_blocks=4, write_jsonl=True)))
+    return path
 
 
 SCALE_JOB = """
