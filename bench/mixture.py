@@ -7,11 +7,12 @@ normalize, quarantine, filter, decontaminate (HumanEval, 13-grams), exact + MinH
 selection of half the rows, shuffle, parquet. Ray start-up and a small warm-up build are timed separately. Both must agree on every count.
 
     .venv/bin/python bench/mixture.py [--rows 100000] [--cpus 2] [--picks 10000] [--skip-kcenter]
-    .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2] [--budget N]   # driver bytes per input row
+    .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2] [--budget N] [--stream]  # driver bytes per row
 
 ``--rss``: the driver's peak RSS (``VmHWM``) of ``build_mixture`` (a fresh process per size, Ray started in it,
 sources made beforehand by the parent) at each row count; the growth between the first and last size per added row is the
-driver's memory per input row (goal ≤ 100 bytes).
+driver's memory per input row (goal ≤ 100 bytes); the object store's peak usage is sampled every 0.5 s.
+``--stream``: the same sources as a ``mode: stream`` mixture (no dedup).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -83,10 +86,12 @@ def make_sources(root: Path, rows: int, seed: int = 0) -> None:
     )
 
 
-def config(root: Path, rows: int, blocks: int, budget: int | None = None) -> MixtureConfig:
+def config(root: Path, rows: int, blocks: int, budget: int | None = None, stream: bool = False) -> MixtureConfig:
+    streamed = {"mode": "stream", "dedup": {"exact": False, "near": False}} if stream else {}
     return validate_config(
         MixtureConfig,
-        {
+        streamed
+        | {
             "seed": 0,
             "budget": budget or rows // 2,
             "num_blocks": blocks,
@@ -206,25 +211,39 @@ def bench_kcenter(picks: int, n: int, shards: int = 0) -> None:
         )
 
 
-def driver_rss(root: Path, rows: int, cpus: int, budget: int | None) -> None:
+def _plasma_peak(address: str, peak: list[float], stop: threading.Event) -> None:
+    """Sample the object store's usage (MiB, all nodes) every 0.5 s into ``peak[0]``."""
+    from ray._private.internal_api import memory_summary
+
+    while not stop.wait(0.5):
+        m = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(address=address, stats_only=True))
+        peak[0] = max(peak[0], float(m.group(1)) if m else 0.0)
+
+
+def driver_rss(root: Path, rows: int, cpus: int, budget: int | None, stream: bool = False) -> None:
     """In a fresh process: build the mixture of ``root`` and print the driver's peak RSS (MB) and the time.
 
     Linux keeps a process's peak RSS across ``exec``, so a child forked from a big parent (the one that just
     made the sources) would report the parent's size: the peak is reset first (``clear_refs`` 5) and read
     from ``VmHWM``.
     """
+    import ray
+
     Path("/proc/self/clear_refs").write_text("5")
     init_ray(num_cpus=cpus, progress=False)
+    peak_store, stop = [0.0], threading.Event()
+    sampler = threading.Thread(target=_plasma_peak, args=(ray.get_runtime_context().gcs_address, peak_store, stop))
+    sampler.start()
     t = time.perf_counter()
-    manifest = build_mixture(
-        config(root, rows, blocks=max(2 * cpus, rows // 25_000), budget=budget), root / "out", progress=False
-    )
+    cfg = config(root, rows, blocks=max(2 * cpus, rows // 25_000), budget=budget, stream=stream)
+    manifest = build_mixture(cfg, root / "out", progress=False)
     took = time.perf_counter() - t
+    stop.set()
+    sampler.join()
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     peak = int(status["VmHWM"].split()[0]) / 1024
     now = {k: status[k].strip() for k in ("VmRSS", "RssAnon", "RssFile", "RssShmem") if k in status}
-    import ray
-
+    now["object_store_peak_mb"] = peak_store[0]
     now["object_store_gb"] = round(ray.cluster_resources().get("object_store_memory", 0) / 2**30, 1)
     print(
         json.dumps(
@@ -233,7 +252,7 @@ def driver_rss(root: Path, rows: int, cpus: int, budget: int | None) -> None:
     )
 
 
-def bench_rss(sizes: list[int], cpus: int, budget: int | None) -> None:
+def bench_rss(sizes: list[int], cpus: int, budget: int | None, stream: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         for rows in sizes:
@@ -242,12 +261,14 @@ def bench_rss(sizes: list[int], cpus: int, budget: int | None) -> None:
             make_sources(root, rows)
             cmd = [sys.executable, __file__, "--driver-rss", str(root), "--rows", str(rows), "--cpus", str(cpus)]
             cmd += ["--budget", str(budget)] if budget else []
+            cmd += ["--stream"] if stream else []
             line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             results.append(json.loads(line))
             r = results[-1]
             print(
                 f"{rows:>9,} rows: driver peak RSS {r['peak_rss_mb']:.0f} MB, build {r['seconds']:.1f} s "
-                f"({rows / r['seconds']:,.0f} rows/s), selected {r['selected']:,}",
+                f"({rows / r['seconds']:,.0f} rows/s), selected {r['selected']:,}, object store peak "
+                f"{r['now']['object_store_peak_mb']:.0f} MB",
                 flush=True,
             )
         first, last = results[0], results[-1]
@@ -266,14 +287,15 @@ def main() -> None:
     ap.add_argument("--kcenter-shards", type=int, default=2, help="also time k-center on this many Ray actors (0: no)")
     ap.add_argument("--rss", help="comma-separated row counts: measure the driver's peak RSS at each")
     ap.add_argument("--budget", type=int, help="with --rss: a fixed mixture budget (default: half the rows)")
+    ap.add_argument("--stream", action="store_true", help="with --rss: mode: stream (no dedup)")
     ap.add_argument("--driver-rss", help=argparse.SUPPRESS)  # internal: one --rss measurement in this process
     ap.add_argument("--nice", type=int, default=15, help="niceness of this process (Ray runs its workers at 15)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.driver_rss:
-        return driver_rss(Path(args.driver_rss), args.rows, args.cpus, args.budget)
+        return driver_rss(Path(args.driver_rss), args.rows, args.cpus, args.budget, args.stream)
     if args.rss:
-        return bench_rss([int(x) for x in args.rss.split(",")], args.cpus, args.budget)
+        return bench_rss([int(x) for x in args.rss.split(",")], args.cpus, args.budget, args.stream)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_sources(root, args.rows)
