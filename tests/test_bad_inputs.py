@@ -147,3 +147,21 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     assert main(["--debug", *_gen(tmp_path, "budgett: 32\n")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "budgett: unknown key" in err
+
+
+def test_sweep_with_mlflow_unreachable_leaves_no_experiment_folder(tmp_path, capsys, monkeypatch):
+    """The tracking server down when a sweep starts: one line, and the same command works once it is back (the
+    --out folder is not left half-made, which a rerun would refuse as not empty)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    out = tmp_path / "exp"
+    argv = ["sweep", "--config", str(REPO / "jobs/configs/sweep_main.yaml"), "--out", str(out)]
+    argv += ["--set", f"mlflow.tracking_uri=http://127.0.0.1:{port}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "MLflow" in err and "Traceback" not in err, err
+    assert not out.exists()

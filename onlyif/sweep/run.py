@@ -12,8 +12,10 @@ Experiment folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,13 +118,33 @@ def _data_cache(cfg: SweepConfig, exp: Path) -> str:
 
 
 def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
-    from onlyif.sweep.mlflow_log import ensure_experiment, start_parent_run, tracking_uri
-
+    """Write the config, grid and state of a new experiment and open its MLflow parent run; all or nothing: a
+    failure (e.g. the tracking server unreachable) leaves ``exp_dir`` as it was, so the same command can be rerun."""
     if exp_dir.exists() and any(exp_dir.iterdir()):
         raise OnlyIfError(
             f"--out {exp_dir}: directory exists and is not empty (continue it with --resume {exp_dir}, or pick a new one)"
         )
+    created = not exp_dir.exists()
     exp_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _start_experiment(cfg, exp_dir, points)
+    except BaseException:
+        if created:
+            shutil.rmtree(exp_dir, ignore_errors=True)
+        else:
+            for child in exp_dir.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def _start_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
+    from mlflow import MlflowClient
+
+    from onlyif.sweep.mlflow_log import ensure_experiment, start_parent_run, tracking_uri
+
     save_config(cfg, exp_dir / CONFIG_FILE)
     write_json_atomic(
         exp_dir / GRID_FILE,
@@ -137,11 +159,14 @@ def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) 
         uri, cfg.mlflow.experiment or cfg.name, exp_dir / "mlartifacts" if local else None
     )
     parent = start_parent_run(uri, experiment_id, cfg.name, cfg.to_dict())
-    from mlflow import MlflowClient
-
     client = MlflowClient(uri)
-    client.log_artifact(parent, str(exp_dir / CONFIG_FILE))
-    client.log_artifact(parent, str(exp_dir / GRID_FILE))
+    try:
+        client.log_artifact(parent, str(exp_dir / CONFIG_FILE))
+        client.log_artifact(parent, str(exp_dir / GRID_FILE))
+    except BaseException:
+        with contextlib.suppress(Exception):  # best effort: the server may be the thing that failed
+            client.set_terminated(parent, status="FAILED")
+        raise
     state = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "name": cfg.name}
     write_json_atomic(exp_dir / STATE_FILE, state)
     return state
