@@ -31,7 +31,7 @@ from onlyif.data.blocks import on_this_node
 from onlyif.data.mix_output import join_jsonl_parts
 from onlyif.data.mix_reports import STATUSES, write_reports
 from onlyif.io import sha256_file, write_jsonl
-from onlyif.mixing.records import OK, QUARANTINED, output_schema, process_batch
+from onlyif.mixing.records import CONTAMINATED, OK, QUARANTINED, output_schema, process_batch
 
 MIX_WEIGHT_OF_EMPTY = 1e-9  # a source asked for 0 rows is still read and counted; Dataset.mix needs weights > 0
 
@@ -73,7 +73,7 @@ class _KeepFirst:
         bad = np.flatnonzero(status == QUARANTINED)
         problem = block.column("reason")[int(bad[0])].as_py() if len(bad) else None
         quarantined = block.filter(pa.array(status == QUARANTINED)).select(["source", "path", "line", "reason", "raw"])
-        contaminated = block.filter(pa.array(status == "contaminated")).select(["id", "source", "reason"])
+        contaminated = block.filter(pa.array(status == CONTAMINATED)).select(["id", "source", "reason"])
         ray.get(self.ledger.add.remote(self.src, self.seq, counts, problem, quarantined, contaminated))
         self.seq += 1
         ok = np.flatnonzero(status == OK)[: max(0, self.n - self.kept)]
@@ -111,48 +111,51 @@ def _file_info(path: str, split_name: str, with_jsonl: bool) -> dict[str, Any]:
     return {"path": f"{split_name}/{p.name}", "rows": pq.ParquetFile(p).metadata.num_rows, "sha256": sha256_file(p)}
 
 
+def _kept_rows(rs, i: int, n: int, cfg, index, ledger):
+    """Source ``i``'s first ``n`` usable rows, as a Dataset (record step in tasks, then the one-actor keep)."""
+    from onlyif.data.sources import read_source
+
+    records = read_source(rs, cfg.num_blocks).map_batches(
+        process_batch,
+        fn_kwargs={"src": rs.cfg.model_dump(), "dedup": cfg.dedup.model_dump(), "index": index},
+        batch_format="pyarrow",
+        batch_size=None,
+    )
+    with warnings.catch_warnings():  # Ray 2.60 has no named parameters for the last two (pinned < 2.61)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return records.map_batches(
+            _KeepFirst,
+            fn_constructor_kwargs={"src": i, "n": n, "ledger": ledger},
+            batch_format="pyarrow",
+            batch_size=None,
+            compute=ActorPoolStrategy(size=1),
+            num_cpus=0,
+            max_restarts=0,  # a restarted actor would forget how many rows it kept: fail instead
+            allow_out_of_order_execution=False,  # Ray Data's default lets a later block overtake
+        )
+
+
 def stream_mixture(cfg, resolved: list, index, requested: list[int], tmp: Path) -> tuple[np.ndarray, list, list]:
     """Write ``cfg``'s mixture into ``tmp`` as it is read; returns ``(counts, first problems, files)`` where
     ``counts[s]`` = rows read, quarantined, filtered, contaminated, ok of source ``s`` (as :func:`census`)."""
-    from onlyif.data.sources import read_source
-
     pinned = on_this_node()
-    ledger = _Ledger.options(**pinned).remote(len(resolved))
-    dedup = cfg.dedup.model_dump()
     split_dir = tmp / cfg.output_split
-    with _preserve_order():  # before any Dataset exists: each one keeps the context it was made in
-        parts = []
-        for i, rs in enumerate(resolved):
-            records = read_source(rs, cfg.num_blocks).map_batches(
-                process_batch,
-                fn_kwargs={"src": rs.cfg.model_dump(), "dedup": dedup, "index": index},
-                batch_format="pyarrow",
-                batch_size=None,
+    ledger = _Ledger.options(**pinned).remote(len(resolved))
+    try:
+        with _preserve_order():  # before any Dataset exists: each one keeps the context it was made in
+            parts = [_kept_rows(rs, i, requested[i], cfg, index, ledger) for i, rs in enumerate(resolved)]
+            weights = [max(float(n), MIX_WEIGHT_OF_EMPTY) for n in requested]
+            mixed = parts[0].mix(*parts[1:], weights=weights) if len(parts) > 1 else parts[0]
+            mixed.write_parquet(
+                str(split_dir),
+                min_rows_per_file=cfg.rows_per_file,
+                filename_provider=_TaskOrderNames(),
+                ray_remote_args=pinned,
             )
-            with warnings.catch_warnings():  # Ray 2.60 has no named parameters for these two (pinned < 2.61)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                kept = records.map_batches(
-                    _KeepFirst,
-                    fn_constructor_kwargs={"src": i, "n": requested[i], "ledger": ledger},
-                    batch_format="pyarrow",
-                    batch_size=None,
-                    compute=ActorPoolStrategy(size=1),
-                    num_cpus=0,
-                    max_restarts=0,  # a restarted actor would forget how many rows it kept: fail instead
-                    allow_out_of_order_execution=False,  # Ray Data's default lets a later block overtake
-                )
-            parts.append(kept)
-        weights = [max(float(n), MIX_WEIGHT_OF_EMPTY) for n in requested]
-        mixed = parts[0].mix(*parts[1:], weights=weights) if len(parts) > 1 else parts[0]
-        mixed.write_parquet(
-            str(split_dir),
-            min_rows_per_file=cfg.rows_per_file,
-            filename_provider=_TaskOrderNames(),
-            ray_remote_args=pinned,
-        )
-    counts, first, quarantined, contaminated = ray.get(ledger.summary.remote())
-    write_reports(tmp, [rs.cfg.name for rs in resolved], quarantined, contaminated, [], len(resolved))
-    ray.kill(ledger)
+        counts, first, quarantined, contaminated = ray.get(ledger.summary.remote())
+        write_reports(tmp, [rs.cfg.name for rs in resolved], quarantined, contaminated, [], len(resolved))
+    finally:
+        ray.kill(ledger)  # its side rows are written by now, or the build failed
     written = sorted(split_dir.glob("*.parquet"))
     if not written:
         split_dir.mkdir(exist_ok=True)
