@@ -20,6 +20,9 @@
 (a running service is left alone). ``down`` stops every process whose command line names the cluster's Ray
 directory (``/tmp/onlyif-ray-<hash of the state folder>``) and the rest of each recorded process group, SIGTERM
 first and SIGKILL after a grace period (5 s), and removes the PID files. Also ``onlyif cluster up|down|status``.
+
+One module: every service is started, recorded and stopped by the same PID-file and signal handling below; split
+the services out if another one is added.
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ def _spawn(spec: ClusterSpec, name: str, cmd: list[str], env: dict[str, str]) ->
     return proc.pid
 
 
-def _wait(what: str, ready, spec: ClusterSpec, name: str, timeout: float) -> None:  # noqa: ANN001
+def _wait(what: str, ready, spec: ClusterSpec, name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready():

@@ -17,6 +17,10 @@ rows with near-copy responses stay on one side, so no held-out row or near copy 
 files are ``prompt_response`` records (extra fields ``id``, ``domain``, ``kind``, ``module``, ``license``) for
 ``onlyif mix``; ``manifest.json`` records the counts, what was dropped and why, versions, licenses and the seed.
 Same seed, same Python and packages ⇒ byte-identical files.
+
+Long because it is one documented recipe: the ``ast`` rules that make code rows, the docstring and topic rows, the
+held-out split that keeps near copies on one side, and the prompt templates (data) all decide together which rows
+exist.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Text files (jsonl, json, csv, optionally .gz) are read as whole files and split into one row per record with its
 path and line, keeping unparseable records as rows with an error (they end up in the quarantine, never silently
 dropped). Parquet files, ``datasets.save_to_disk`` directories and Hugging Face dataset ids give typed rows.
+
+One reader per file format (jsonl byte ranges, whole-file text formats, parquet row groups, Arrow cache files),
+30–60 lines each, kept beside the format detection and source resolution they share.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def dataset_kind(data_dir: str | os.PathLike, split: str) -> Kind:
     first = split_files(data_dir, split)[0]
     try:
         names = set(pq.read_schema(first).names)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+    except Exception as exc:  # any unreadable file is the same user error
         raise OnlyIfError(f"{first}: not a readable parquet file ({exc.__class__.__name__})") from None
     if set(SYNTHETIC_COLUMNS) <= names:
         return "synthetic"

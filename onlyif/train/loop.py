@@ -11,6 +11,9 @@ Each epoch ends with ``ray.train.report(metrics, checkpoint=...)``: every worker
 checkpoint (ZeRO shards included) into a local folder that Ray persists into one checkpoint directory; rank 0 adds
 ``train_state.json``, the evaluation failures (``eval/<split>.jsonl``) and, after the last epoch, ``hf_model/``
 (a ``save_pretrained`` export). A restarted worker group or a resumed run loads the latest checkpoint.
+
+The epoch loop, its evaluation, early stopping and checkpointing share one worker's state (engine, shard iterator,
+codec, step counters), hence one module of small functions rather than several.
 """
 
 from __future__ import annotations

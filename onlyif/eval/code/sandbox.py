@@ -10,6 +10,9 @@ A small harness (``_HARNESS``, the child's main) compiles and runs the source in
 after the source ran to its end writes a random nonce to a private socket: a program that exits early
 (``sys.exit(0)``, ``os._exit(0)``) never passes. This defends against accidental early exits, not a program
 that deliberately targets the harness.
+
+One long module on purpose: the isolation steps (namespaces, lanes and uids, limits, the harness, watching and
+killing) each cover a gap left by another, so the sandbox is reviewed as one file (with docs/sandbox.md).
 """
 
 from __future__ import annotations

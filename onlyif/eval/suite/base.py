@@ -247,7 +247,7 @@ def _read_file(p: Path, limit: int | None) -> list[dict[str, Any]]:
 
         try:
             table = pq.read_table(p)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        except Exception as exc:  # any unreadable file is the same user error
             raise OnlyIfError(f"{p}: not a readable parquet file ({exc.__class__.__name__})") from None
         return table.slice(0, limit).to_pylist() if limit is not None else table.to_pylist()
     if fmt == ".json":
