@@ -92,7 +92,7 @@ class Runner:
         self.log.write(f"\n===== {name} =====\n")
         try:
             ok, info = fn()
-        except Exception as exc:  # noqa: BLE001 - a broken check is a FAIL, the next one still runs
+        except Exception as exc:  # a broken check is a FAIL, the next one still runs
             ok, info = False, {"error": f"{type(exc).__name__}: {exc}"}
         info["seconds"] = round(time.monotonic() - t, 1)
         self.record(name, "PASS" if ok else "FAIL", info)

@@ -142,7 +142,7 @@ def _worker(args: tuple[dict[str, Any], str]) -> str:
     job, device = args
     try:
         return json.dumps(run_job(job, device))
-    except Exception as exc:  # noqa: BLE001 - a failed setting is a result too
+    except Exception as exc:  # a failed setting is a result too
         return json.dumps({**job, "error": f"{type(exc).__name__}: {exc}"})
 
 

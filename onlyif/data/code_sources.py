@@ -44,6 +44,7 @@ from pydantic import Field
 
 from onlyif.config import Config
 from onlyif.errors import ConfigError
+from onlyif.redact import redact
 
 STDLIB = "stdlib"
 STDLIB_LICENSE = "PSF-2.0"
@@ -449,7 +450,7 @@ def build_code_sources(cfg: CodeSourcesConfig, out: str | os.PathLike, overwrite
             write_jsonl(path, rows)
             written[f"{name}.jsonl"] = {"rows": len(rows), "sha256": sha256_file(path)}
         manifest = {
-            "config": cfg.to_dict(),
+            "config": redact(cfg.to_dict()),
             "seed": cfg.seed,
             "format": "prompt_response",
             "files": written,

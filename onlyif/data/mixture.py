@@ -227,6 +227,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
     from onlyif.data.mix_output import digest
     from onlyif.io import atomic_dir, ensure_writable_dir, library_versions, write_json_atomic
     from onlyif.ray_utils import init_ray
+    from onlyif.redact import redact
 
     ensure_writable_dir(out, overwrite)
     resolved = [resolve_source(s) for s in cfg.sources]
@@ -279,6 +280,7 @@ def build_mixture(cfg: MixtureConfig, out: str | Path, overwrite: bool = False, 
             "timings": timings | {"total_s": round(time.perf_counter() - clock[0], 3)},
             "versions": library_versions("onlyif", "ray", "pyarrow", "numpy", "datasketch", "transformers"),
         }
+        manifest = redact(manifest)  # paths and URIs in it are shown to others: no credentials
         write_json_atomic(tmp / "manifest.json", manifest)
     return manifest
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from onlyif.mlflow_names import PARENT_TAG, POINT_ID_TAG, POINT_TAG, STOPPED_TAG, TRIAL_TAG, to_mlflow
-from onlyif.train.tracking import flatten_params, numeric
+from onlyif.mlflow_names import PARENT_TAG, POINT_ID_TAG, POINT_TAG, STOPPED_TAG, TRIAL_TAG, log_params, to_mlflow
+from onlyif.train.tracking import numeric
 
 MANIFEST_KEY = "dataset_manifest"
 """Key of the final Tune result that carries the dataset manifest (a JSON string) to the driver."""
@@ -55,18 +55,11 @@ def ensure_experiment(uri: str, name: str, artifacts: Path | None = None) -> str
 def start_parent_run(uri: str, experiment_id: str, name: str, params: dict[str, Any]) -> str:
     """Create the sweep's parent run with the flattened sweep config as params; returns its id."""
     from mlflow import MlflowClient
-    from mlflow.entities import Param
 
     client = MlflowClient(uri)
     run = client.create_run(experiment_id, run_name=name, tags={"onlyif.kind": "sweep"})
-    _log_params(client, run.info.run_id, flatten_params(params), Param)
+    log_params(client, run.info.run_id, params)
     return run.info.run_id
-
-
-def _log_params(client: Any, run_id: str, params: dict[str, str], param_cls: Any) -> None:
-    items = [param_cls(k[:250], v[:6000]) for k, v in params.items()]
-    for i in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[i : i + 100])
 
 
 class MlflowTrialLogger(Callback):
@@ -101,8 +94,6 @@ class MlflowTrialLogger(Callback):
         return runs[0].info.run_id if runs else None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from mlflow.entities import Param
-
         point = trial.config["point"]
         run_id = self._existing(trial.trial_id)
         if run_id is not None:  # a resumed trial continues its run
@@ -120,8 +111,7 @@ class MlflowTrialLogger(Callback):
             )
             run_id = run.info.run_id
             data = {"mixture": point["mixture"]} if point.get("mixture") is not None else {"task": point["task"]}
-            params = flatten_params(data | {"train": point["train"]}) | flatten_params(point["labels"], "grid.")
-            _log_params(self.client, run_id, params, Param)
+            log_params(self.client, run_id, data | {"train": point["train"], "grid": point["labels"]})
         self._runs[trial.trial_id] = run_id
 
     def _run_id(self, trial: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from onlyif.eval.code.passk import mean_pass_at_k
 from onlyif.eval.code.score import Scored
 from onlyif.io import write_json_atomic, write_text_atomic
-from onlyif.mlflow_names import to_mlflow
+from onlyif.mlflow_names import log_params, to_mlflow
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -87,17 +87,11 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
-def _flat(prefix: str, value: Any) -> dict[str, str]:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(f"{prefix}.{key}", item).items()}
-    return {prefix: json.dumps(value) if isinstance(value, list) else str(value)}
-
-
 def log_to_mlflow(uri: str, experiment: str, summary: dict[str, Any], out_dir: Path) -> str:
     """One MLflow run: settings as params, ``<bench>/pass_at_k`` metrics (MLflow refuses ``@``), the two files as
     artifacts. Returns the run id."""
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(uri)
@@ -112,17 +106,14 @@ def log_to_mlflow(uri: str, experiment: str, summary: dict[str, Any], out_dir: P
     run = client.create_run(exp_id, run_name=f"code-eval {summary['benchmark']}", tags={"onlyif.kind": "code-eval"})
     run_id = run.info.run_id
     try:
-        params = {"benchmark": summary["benchmark"], "benchmark_path": summary["benchmark_path"]}
-        for key in ("source", "model", "samples_file", "n_problems", "samples_per_task", "workers"):
-            params.update(_flat(key, summary[key]))
-        params.update(_flat("limits", summary["limits"]))
+        params = {k: summary[k] for k in ("benchmark", "benchmark_path", "source", "model", "samples_file")}
+        params |= {k: summary[k] for k in ("n_problems", "samples_per_task", "workers", "limits")}
         if summary.get("generation"):
-            params.update(_flat("generation", summary["generation"]))
+            params["generation"] = summary["generation"]
+        log_params(client, run_id, params)
         now = int(time.time() * 1000)
         client.log_batch(
-            run_id,
-            metrics=[Metric(to_mlflow(k), float(v), now, 0) for k, v in summary["metrics"].items()],
-            params=[Param(k[:250], v[:6000]) for k, v in params.items()],
+            run_id, metrics=[Metric(to_mlflow(k), float(v), now, 0) for k, v in summary["metrics"].items()]
         )
         for name in (SUMMARY, RESULTS):
             client.log_artifact(run_id, os.fspath(out_dir / name))

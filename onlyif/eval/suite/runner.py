@@ -18,6 +18,7 @@ from typing import Any
 from onlyif.errors import OnlyIfError
 from onlyif.eval.suite.base import KINDS, Context, Task
 from onlyif.eval.suite.config import SuiteConfig
+from onlyif.redact import redact
 
 SCORE = "suite/score"
 SUMMARY_FILE = "summary.json"
@@ -92,7 +93,7 @@ def run_suite(
                 "mlflow": tracker.where if tracker else None,
                 "config": cfg.to_dict(),
             }
-            write_json_atomic(tmp / SUMMARY_FILE, summary)
+            write_json_atomic(tmp / SUMMARY_FILE, redact(summary))
             if tracker:
                 tracker.finish(metrics, tmp / SUMMARY_FILE)
     except BaseException:
@@ -107,19 +108,19 @@ class _MlflowRun:
 
     def __init__(self, uri: str, experiment: str, model_dir: str | os.PathLike, cfg: SuiteConfig) -> None:
         from mlflow import MlflowClient
-        from mlflow.entities import Param
+
+        from onlyif.mlflow_names import log_params
 
         self.client = client = MlflowClient(uri)
         try:
             exp = client.get_experiment_by_name(experiment)
             exp_id = exp.experiment_id if exp else client.create_experiment(experiment, _artifact_location(uri))
-        except Exception as exc:  # noqa: BLE001 - any store failure is the same user error
+        except Exception as exc:  # any store failure is the same user error
             raise OnlyIfError(f"--mlflow-uri {uri}: cannot use it ({str(exc).splitlines()[0]})") from None
         run = client.create_run(exp_id, run_name=f"suite {Path(model_dir).name}", tags={"onlyif.kind": "eval-suite"})
         self.run_id = run.info.run_id
         self.where = {"tracking_uri": uri, "experiment_id": exp_id, "run_id": self.run_id}
-        params = {"model": str(model_dir), **_flatten(cfg.to_dict())}
-        client.log_batch(self.run_id, params=[Param(k[:250], str(v)[:6000]) for k, v in params.items()])
+        log_params(client, self.run_id, {"model": str(model_dir), **cfg.to_dict()})
 
     def finish(self, metrics: dict[str, float], summary: Path) -> None:
         from mlflow.entities import Metric
@@ -142,13 +143,3 @@ def _artifact_location(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     return None
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
-    return out

@@ -1,0 +1,35 @@
+"""Secrets stay out of manifests, run.json and MLflow params: keys that name a secret, URL passwords and
+token-shaped strings are replaced; nothing else changes."""
+
+from __future__ import annotations
+
+from onlyif.mlflow_names import PARAM_KEY_MAX, PARAM_VALUE_MAX, flatten_params
+from onlyif.redact import REDACTED, redact
+
+HF = "hf_" + "a1B2c3D4" * 5
+AWS = "AKIA" + "ABCDEFGHIJKLMNOP"
+
+
+def test_secret_keys_urls_and_tokens_are_redacted_and_the_rest_is_kept():
+    cfg = {
+        "mlflow": {"tracking_uri": "https://alice:s3cr3t@mlflow.example.com:5000/path", "experiment": "x"},
+        "hub": {"token": "abc", "hf_token": HF, "api_key": "k", "AWS_SECRET_ACCESS_KEY": "zzz", "password": ""},
+        "sources": [{"path": f"s3://bucket/data?key={AWS}"}, {"note": f"uses {HF} to download"}],
+        "generation": {"max_new_tokens": 64, "eos_token": "<|endoftext|>", "tokenizer": "gpt2"},
+        "train": {"lr": 4e-3, "seed": 0, "data": "s3://bucket/prefix", "storage": "s3://user@bucket/x"},
+    }
+    out = redact(cfg)
+    assert out["mlflow"]["tracking_uri"] == f"https://alice:{REDACTED}@mlflow.example.com:5000/path"
+    assert out["hub"] == dict.fromkeys(("token", "hf_token", "api_key", "AWS_SECRET_ACCESS_KEY"), REDACTED) | {
+        "password": ""
+    }
+    assert out["sources"] == [{"path": f"s3://bucket/data?key={REDACTED}"}, {"note": f"uses {REDACTED} to download"}]
+    assert out["generation"] == cfg["generation"] and out["train"] == cfg["train"]
+    assert cfg["hub"]["token"] == "abc", "the input is not modified"
+
+
+def test_mlflow_params_are_flat_redacted_and_within_mlflows_limits():
+    params = flatten_params({"a": {"b": [1, 2], "secret": "x"}, "u": "http://u:p@h", "long": "y" * 10_000})
+    assert params["a.b"] == "[1, 2]" and params["a.secret"] == REDACTED and params["u"] == f"http://u:{REDACTED}@h"
+    assert len(params["long"]) == PARAM_VALUE_MAX
+    assert all(len(k) <= PARAM_KEY_MAX for k in flatten_params({"k" * 300: 1}))
