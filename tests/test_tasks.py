@@ -72,17 +72,24 @@ def test_every_row_matches_the_reference_rewrite(alphabet, input_len, pattern, n
         assert np.mean(d["noop"]) == pytest.approx(noop, abs=1 / len(d["noop"]))
 
 
-@pytest.mark.parametrize("base", [None, 1], ids=["fnv", "collide"])
-def test_leftmost_matches_str_find_on_overlapping_patterns(monkeypatch, base):
-    if base is not None:  # base 1 hashes a window to the sum of its letters: collisions everywhere
-        monkeypatch.setattr("onlyif.tasks.examples._BASE", np.uint32(base))
+@pytest.mark.parametrize(
+    "alphabet,width,pat_max", [(2, 12, 3), (2, 40, 20), (3, 30, 12)], ids=["short", "long", "mixed"]
+)
+def test_leftmost_matches_str_find_on_overlapping_patterns(alphabet, width, pat_max):
+    """Tiny alphabets: many overlapping occurrences, and for patterns over 8 letters many windows whose first
+    8 letters match but the rest does not (the candidates leftmost() must reject and step past)."""
     rng = np.random.default_rng(0)
-    inp = rng.integers(0, 2, (2000, 12), dtype=np.uint8)  # tiny alphabet: many overlapping occurrences
-    pat = rng.integers(0, 2, (2000, 3), dtype=np.uint8)
-    lengths = rng.integers(5, 13, 2000)
-    pat_len = rng.integers(1, 4, 2000)
+    n = 2000
+    inp = rng.integers(0, alphabet, (n, width), dtype=np.uint8)
+    pat = rng.integers(0, alphabet, (n, pat_max), dtype=np.uint8)
+    lengths = rng.integers(width // 2, width + 1, n)
+    pat_len = rng.integers(1, pat_max + 1, n)
+    for r in range(0, n, 3):  # plant every third pattern (where it fits) so long ones occur too
+        if pat_len[r] <= lengths[r]:
+            s = rng.integers(0, lengths[r] - pat_len[r] + 1)
+            inp[r, s : s + pat_len[r]] = pat[r, : pat_len[r]]
     got = leftmost(inp, lengths, pat, pat_len)
-    for r in range(2000):
+    for r in range(n):
         text = "".join(chr(97 + c) for c in inp[r, : lengths[r]])
         needle = "".join(chr(97 + c) for c in pat[r, : pat_len[r]])
         assert got[r] == text.find(needle)

@@ -30,56 +30,69 @@ SCHEMA = pa.schema(
 )
 """The parquet contract every tool reads."""
 
-_BASE = np.uint32(0x01000193)  # FNV-32 prime; collisions are caught by the exact check
 _MAX_NOOP_ROUNDS = 1000
-_BLOCK = 4096
+_BLOCK = 16384  # rows per leftmost() pass: bounds the candidate matrix (rows x starts booleans)
 
 
-def _powers(n: int) -> np.ndarray:
-    out = np.empty(n, dtype=np.uint32)
-    out[0] = 1
-    out[1:] = _BASE
-    return np.cumprod(out, dtype=np.uint32)  # wraps modulo 2**32
+def _u64_windows(buf: np.ndarray, n_starts: int, offset: int) -> np.ndarray:
+    """A read-only ``rows × n_starts`` view of the 8 bytes starting at each column ``offset + s`` of ``buf``."""
+    return np.ndarray((buf.shape[0], n_starts), dtype="<u8", buffer=buf, offset=offset, strides=(buf.shape[1], 1))
 
 
 def leftmost(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, pat_len: np.ndarray) -> np.ndarray:
-    """Start of the leftmost occurrence of each row's pattern in its input, or -1.
+    """Start of the leftmost occurrence of each row's pattern in its input, or -1 (exact, like ``str.find``).
 
-    Rolling polynomial hash over all windows (mod 2**32), rows grouped by pattern length, then an exact check of
-    the first candidate; a row whose candidate is a hash collision falls back to ``str.find``.
+    Each window's first 8 letters are read as one little-endian uint64 (an unaligned strided view) and compared
+    with the pattern's first 8 letters (masked where the pattern is shorter): one vector compare per window.
+    The first candidate of each row is then checked on the rest of the pattern, 8 letters at a time; a row whose
+    candidate fails drops it and takes its next one (rare: it needs 8 equal letters).
     """
     n, width = inp.shape
-    if n > _BLOCK:  # work in cache-sized row blocks
+    if n > _BLOCK:
         return np.concatenate(
             [
                 leftmost(inp[s : s + _BLOCK], lengths[s : s + _BLOCK], pat[s : s + _BLOCK], pat_len[s : s + _BLOCK])
                 for s in range(0, n, _BLOCK)
             ]
         )
-    pw = _powers(width + 1)
     first = np.full(n, -1, dtype=np.int64)
-    with np.errstate(over="ignore"):
-        prefix = np.zeros((n, width + 1), dtype=np.uint32)
-        np.cumsum((inp + np.uint32(1)) * pw[:width], axis=1, out=prefix[:, 1:], dtype=np.uint32)
-        for p in np.unique(pat_len):
-            rows = np.nonzero(pat_len == p)[0] if pat_len.min() != pat_len.max() else slice(None)
-            pre = prefix[rows]
-            hx = ((pat[rows, :p] + np.uint32(1)) * pw[:p]).sum(axis=1, dtype=np.uint32)
-            n_starts = width - p + 1
-            window = pre[:, p : p + n_starts] - pre[:, :n_starts]
-            cand = window == hx[:, None] * pw[None, :n_starts]
-            lens = lengths[rows]
-            if lens.min() < width:
-                cand &= np.arange(n_starts)[None, :] + p <= lens[:, None]
-            first[rows] = np.where(cand.any(axis=1), cand.argmax(axis=1), -1)
-    rows = np.nonzero(first >= 0)[0]
-    if len(rows):
-        pmask = np.arange(pat.shape[1])[None, :] < pat_len[rows, None]
-        cols = np.minimum(first[rows, None] + np.arange(pat.shape[1])[None, :], width - 1)
-        same = (np.take_along_axis(inp[rows], cols, axis=1) == pat[rows]) | ~pmask
-        for r in rows[~same.all(axis=1)]:  # hash collisions: rare (~1 row in 10^8)
-            text = (inp[r, : lengths[r]] + ord("a")).tobytes().decode()
-            first[r] = text.find((pat[r, : pat_len[r]] + ord("a")).tobytes().decode())
+    if n == 0:
+        return first
+    pat_len = np.asarray(pat_len, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    pmin, pmax = int(pat_len.min()), int(pat_len.max())
+    n_starts = width - max(pmin, 1) + 1
+    if n_starts <= 0:
+        return first
+    words = max(1, -(-pmax // 8))
+    # Zero-padded copies: every 8-byte read below stays inside its own row.
+    buf = np.zeros((n, max(width, width - pmin + 8 * words)), dtype=np.uint8)
+    buf[:, :width] = inp
+    mask = np.where(np.arange(8 * words)[None, :] < pat_len[:, None], np.uint8(255), np.uint8(0))
+    pbuf = np.zeros((n, 8 * words), dtype=np.uint8)
+    pbuf[:, : min(pat.shape[1], 8 * words)] = pat[:, : 8 * words]
+    pbuf &= mask
+    p64, m64 = pbuf.view("<u8"), mask.view("<u8")
+    win = _u64_windows(buf, n_starts, 0)
+    cand = win == p64[:, :1] if pmin >= 8 else (win & m64[:, :1]) == p64[:, :1]
+    if pmin != pmax or lengths.min() < width:  # the pattern must end inside the row's input
+        cand &= np.arange(n_starts)[None, :] + pat_len[:, None] <= lengths[:, None]
+    rows = np.arange(n)
+    col = cand.argmax(axis=1)
+    keep = cand[rows, col]
+    rows, col = rows[keep], col[keep]
+    tails = [_u64_windows(buf, n_starts, 8 * k) for k in range(1, words)]
+    while len(rows):
+        ok = np.ones(len(rows), dtype=bool)
+        for k, tail in enumerate(tails, start=1):
+            ok &= (tail[rows, col] & m64[rows, k]) == p64[rows, k]
+        first[rows[ok]] = col[ok]
+        rows, col = rows[~ok], col[~ok]
+        cand[rows, col] = False  # a false candidate: try the row's next one
+        sub = cand[rows]
+        col = sub.argmax(axis=1)
+        keep = sub[np.arange(len(rows)), col]
+        rows, col = rows[keep], col[keep]
     return first
 
 
@@ -103,10 +116,12 @@ def _write_at(mat: np.ndarray, rows: np.ndarray, pos: np.ndarray, pat: np.ndarra
     width = mat.shape[1]
     if len(rows) == 0:
         return
-    if pat_len.min() == pat_len.max():  # fast path: one pattern length
+    if pat_len.min() == pat_len.max() and mat.flags.c_contiguous:  # fast path: one length, p-byte records
         p = int(pat_len[0])
-        flat = (rows * width + pos)[:, None] + np.arange(p)[None, :]
-        mat.reshape(-1)[flat] = pat[:, :p]
+        if p == 0:
+            return
+        slots = np.ndarray((mat.shape[0], width - p + 1), dtype=f"V{p}", buffer=mat, strides=(width, 1))
+        slots[rows, pos] = np.ascontiguousarray(pat[:, :p]).view(f"V{p}")[:, 0]
         return
     r, c = np.nonzero(np.arange(pat.shape[1])[None, :] < pat_len[:, None])
     mat[rows[r], pos[r] + c] = pat[r, c]
@@ -171,17 +186,30 @@ def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: in
     )
 
 
-def _column_bytes(col: pa.ChunkedArray | pa.Array) -> bytes:
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-        offsets = np.frombuffer(arr.buffers()[1], dtype=off_type)[arr.offset : arr.offset + len(arr) + 1]
-        data = arr.buffers()[2]
-        body = b"" if data is None else data.to_pybytes()[offsets[0] : offsets[-1]]
-        return np.diff(offsets).astype("<i8").tobytes() + body
-    if pa.types.is_boolean(arr.type):
-        return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes()
-    return np.asarray(arr.to_numpy(zero_copy_only=False)).astype("<i8").tobytes()
+def _column_hash(col: pa.ChunkedArray | pa.Array) -> bytes:
+    """sha256 of one column's content: for strings the int64 little-endian length of each value, then the
+    values' bytes; booleans one byte each; integers int64 little-endian. Fed from the Arrow buffers (no copy of
+    the string bytes), so it equals the sha256 of that byte string whatever the Arrow chunking."""
+    h = hashlib.sha256()
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        off_type = np.int64 if pa.types.is_large_string(col.type) else np.int32
+        bodies = []
+        for arr in chunks:
+            offsets = np.frombuffer(arr.buffers()[1], dtype=off_type)[arr.offset : arr.offset + len(arr) + 1]
+            h.update(np.diff(offsets).astype("<i8").tobytes())
+            data = arr.buffers()[2]
+            if data is not None and len(offsets) and offsets[-1] > offsets[0]:
+                bodies.append(memoryview(data)[offsets[0] : offsets[-1]])
+        for body in bodies:
+            h.update(body)
+        return h.digest()
+    for arr in chunks:
+        if pa.types.is_boolean(arr.type):
+            h.update(np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes())
+        else:
+            h.update(np.asarray(arr.to_numpy(zero_copy_only=False)).astype("<i8").tobytes())
+    return h.digest()
 
 
 def table_digest(table: pa.Table) -> str:
@@ -189,5 +217,5 @@ def table_digest(table: pa.Table) -> str:
     h = hashlib.sha256()
     for name in table.column_names:
         h.update(name.encode() + b"\0")
-        h.update(hashlib.sha256(_column_bytes(table.column(name))).digest())
+        h.update(_column_hash(table.column(name)))
     return h.hexdigest()
