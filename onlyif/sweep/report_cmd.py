@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onlyif.errors import OnlyIfError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from onlyif.sweep.config import SweepConfig
 
 REPORT_DIR = "report"
 
@@ -25,13 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-mlflow", action="store_true", help="do not attach the report to the parent MLflow run")
 
 
-def make_report(
-    exp_dir: str | Path, *, source: str = "tune", out: str | Path | None = None, log_to_mlflow: bool = True
-) -> dict[str, Any]:
-    """Write the report of the sweep in ``exp_dir`` (from Tune results or MLflow) and return ``report.json``."""
-    from onlyif.report.render import write_report
+def load_trials(exp_dir: str | Path, source: str = "tune") -> tuple[SweepConfig, dict[str, Any], pd.DataFrame, str]:
+    """The config, state and finished trials (one row each) of the sweep in ``exp_dir``, read from its Tune
+    experiment or its MLflow child runs, and where they were read from (in words)."""
     from onlyif.report.sources import trials_from_mlflow, trials_from_tune
-    from onlyif.sweep.run import GRID_FILE, load_experiment
+    from onlyif.sweep.run import load_experiment
 
     exp = Path(exp_dir).resolve()
     cfg, state = load_experiment(exp)
@@ -43,6 +46,18 @@ def make_report(
         where = f"MLflow {state['tracking_uri']} (parent run {state['parent_run_id']})"
     if trials.empty:
         raise OnlyIfError(f"{exp}: no finished trials yet (read from {source})")
+    return cfg, state, trials, where
+
+
+def make_report(
+    exp_dir: str | Path, *, source: str = "tune", out: str | Path | None = None, log_to_mlflow: bool = True
+) -> dict[str, Any]:
+    """Write the report of the sweep in ``exp_dir`` (from Tune results or MLflow) and return ``report.json``."""
+    from onlyif.report.render import write_report
+    from onlyif.sweep.run import GRID_FILE
+
+    exp = Path(exp_dir).resolve()
+    cfg, state, trials, where = load_trials(exp, source)
     skipped = json.loads((exp / GRID_FILE).read_text()).get("skipped", [])
     total = len(json.loads((exp / GRID_FILE).read_text()).get("points", []))
     title = f"Sweep {cfg.name}" + ("" if len(trials) >= total else f" (partial: {len(trials)} of {total} trials)")
