@@ -1,16 +1,12 @@
 """``s3://…`` outputs and inputs (``onlyif/storage.py``) against a real local S3 server (moto, 127.0.0.1): generate and
 mix publish the bytes of a local build with ``manifest.json`` last, refusals and ``--overwrite`` hold, a folder
-without a manifest is never read as a result, the sweep's ``data_cache`` reuses a published build, train reads one."""
+without a manifest is never read as a result, the sweep's ``data_cache`` reuses a published build. Training on an
+``s3://`` dataset: the worker-failure run of tests/test_train_ray.py reads its dataset from such a server."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,8 +22,8 @@ from onlyif.storage import fetch, local_path, publish
 from onlyif.sweep.datasets import ensure_dataset, ensure_mixture
 from onlyif.tasks.config import TaskConfig
 from tests._mix_fixtures import base_config
+from tests._s3_fixtures import BUCKET, moto_s3
 
-BUCKET = "onlyif-test"
 TASK = {
     "seed": 5,
     "alphabet_size": 6,
@@ -40,50 +36,11 @@ TASK = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 with one bucket; the AWS variables point boto3 and pyarrow at it, and
-    ``ONLYIF_CACHE_DIR`` at a temp folder. Yields a boto3 client."""
-    import boto3
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the moto S3 server did not start") from None
-                time.sleep(0.2)
-        with pytest.MonkeyPatch.context() as mp:
-            env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-            for key, value in (env | {"AWS_DEFAULT_REGION": "us-east-1"}).items():
-                mp.setenv(key, value)
-            mp.setenv("ONLYIF_CACHE_DIR", str(tmp_path_factory.mktemp("node_cache")))
-            client = boto3.client("s3")
-            client.create_bucket(Bucket=BUCKET)
-            yield client
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    """A moto S3 server on 127.0.0.1 with one bucket (``tests/_s3_fixtures.py``). Yields a boto3 client."""
+    with moto_s3(tmp_path_factory.mktemp("node_cache")) as client:
+        yield client
 
 
 def objects(client, prefix: str) -> dict[str, bytes]:
@@ -222,18 +179,3 @@ def test_mix_to_s3_and_the_mixture_cache_have_the_bytes_of_a_local_build(s3, ray
         == mine["train/part-00000.parquet"]
         == (path / "train" / "part-00000.parquet").read_bytes()
     )
-
-
-def test_train_reads_an_s3_dataset(s3, ray_cluster, tmp_path):
-    from onlyif.train.api import run_training
-    from tests._train_fixtures import make_synthetic_dataset, tiny_cfg
-
-    data = make_synthetic_dataset(tmp_path / "data", n_train=64, n_test=16)
-    (data / "manifest.json").write_text(json.dumps({"note": "hand-made"}))
-    uri = f"s3://{BUCKET}/train-data"
-    publish(data, uri, overwrite=False)
-    outcome = run_training(tiny_cfg(epochs=1, scaling__num_workers=1), uri, tmp_path / "run")
-    assert outcome.metrics["step"] == 2  # 64 rows / 1 worker / batch 32
-    assert 0.0 <= outcome.metrics["test_unseen/exact_match"] <= 1.0
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["data"] == uri  # what a resume reads again (on any node)
