@@ -1,4 +1,5 @@
-"""Sweeps: grid expansion, a tiny 2×2 grid end to end on local Ray + MLflow sqlite, and resume after SIGINT."""
+"""Sweeps: grid expansion, a tiny 2×2 grid (one point skipped) end to end on local Ray + MLflow sqlite, ASHA, and
+resume after SIGINT."""
 
 from __future__ import annotations
 
@@ -132,11 +133,17 @@ def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
 
     exp = tmp_path / "exp"
     data = {**json.loads(json.dumps(TINY)), "tune": {"max_concurrent_trials": 2}}  # two at a time, as reproduce
-    out = run_sweep(validate_config(SweepConfig, data), exp, echo=lambda *_: None)
-    assert (out.finished, out.total, out.errored) == (4, 4, 0)
+    # 3 trials, the fewest that still give two budgets × two I (a heatmap) and a curve with two I: I=40 at B=32 is
+    # skipped (S < 1)
+    data["grid"] = {"instructions": [2, 40], "budget": [32, 48]}
+    skipped = []
+    out = run_sweep(validate_config(SweepConfig, data), exp, echo=skipped.append)
+    assert (out.finished, out.total, out.errored) == (3, 3, 0)
+    assert skipped == ["skipped I=40,B=32,seed=0: S = budget / I = 32 / 40 < 1"]
+    assert [p["id"] for p in json.loads((exp / "grid.json").read_text())["skipped"]] == ["I=40,B=32,seed=0"]
 
     analysis = ExperimentAnalysis(str(exp / "tune" / "tiny"))
-    assert len(analysis.trials) == 4 and all(t.status == "TERMINATED" for t in analysis.trials)
+    assert len(analysis.trials) == 3 and all(t.status == "TERMINATED" for t in analysis.trials)
     assert all(
         t.last_result["final"] == 1 and "test_unseen/exact_match_applied" in t.last_result for t in analysis.trials
     )
@@ -145,14 +152,12 @@ def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
     client = MlflowClient(state["tracking_uri"])
     experiment = client.get_experiment(state["experiment_id"])
     all_runs = client.search_runs([experiment.experiment_id])
-    assert len(all_runs) == 5 and len(runs) == 4  # 1 parent + 4 children
-    assert {r.data.tags["onlyif.point_id"] for r in runs} == {
-        "I=2,B=32,seed=0", "I=2,B=48,seed=0", "I=4,B=32,seed=0", "I=4,B=48,seed=0",
-    }  # fmt: skip
+    assert len(all_runs) == 4 and len(runs) == 3  # 1 parent + 3 children
+    assert {r.data.tags["onlyif.point_id"] for r in runs} == {"I=2,B=32,seed=0", "I=2,B=48,seed=0", "I=40,B=48,seed=0"}
     for r in runs:
         assert r.info.status == "FINISHED"
         assert r.data.params["task.alphabet_size"] == "4" and r.data.params["train.model.n_embd"] == "16"
-        assert r.data.params["grid.instructions"] in ("2", "4")
+        assert r.data.params["grid.instructions"] in ("2", "40")
         assert {"train_loss", "test_seen/exact_match", "test_unseen/exact_match_applied"} <= set(r.data.metrics)
         assert [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")] == [1]
         assert [a.path for a in client.list_artifacts(r.info.run_id)] == ["dataset_manifest.json"]
@@ -162,7 +167,7 @@ def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
     assert {"sweep.yaml", "grid.json", "report"} <= parent_files
 
     report = json.loads((exp / "report" / "report.json").read_text())
-    assert report["trials"] == 4 and len(report["curves"]) == 2  # one curve per budget
+    assert report["trials"] == 3 and len(report["curves"]) == 2  # one curve per budget
     assert (exp / "report" / "report.md").read_text().startswith("# Sweep tiny")
     pngs = sorted((exp / "report" / "plots").glob("*.png"))
     assert {p.name for p in pngs} >= {"accuracy_vs_instructions.png", "heatmap_budget_instructions.png"}
@@ -181,7 +186,7 @@ def test_asha_stops_a_worse_trial_early(ray_cluster, tmp_path):
         "grid": {"instructions": [4], "budget": [48], "axes": {"train.optim.lr": [0.01, 1.0e-7]}},
         "tune": {"scheduler": {"metric": "train_loss", "mode": "min", "grace_period": 1, "reduction_factor": 2}},
     }
-    data["train"] |= {"epochs": 4, "eval": {"max_examples": 16, "every_epochs": 0}}
+    data["train"] |= {"epochs": 2, "eval": {"max_examples": 16, "every_epochs": 0}}
     exp = tmp_path / "exp"
     out = run_sweep(validate_config(SweepConfig, data), exp, echo=lambda *_: None)
     # Trials run one at a time: the second (lr 1e-7) is worse than the first at the first rung and is stopped.

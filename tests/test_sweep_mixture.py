@@ -1,6 +1,7 @@
-"""Sweeps over real-data mixtures: grid expansion (pure) and a 2×2 grid end to end — each trial builds its
-point's mixture (cached by config hash), trains a tiny HF model on it, evaluates on held-out sets written by
-``onlyif mix``, and logs the mixture's counts and diversity to MLflow; the report ranks the points."""
+"""Sweeps over real-data mixtures: grid expansion (pure) and a 2-point grid end to end — each trial builds its
+point's mixture (cached by config hash: a point differing only in training reuses the build), trains a tiny HF model
+on it, evaluates on held-out sets written by ``onlyif mix``, and logs the mixture's counts and diversity to MLflow;
+the report ranks the points."""
 
 from __future__ import annotations
 
@@ -240,27 +241,36 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
         },
         "evaluate": {"code": {"benchmark": "tiny_code.jsonl", "generation": {"max_new_tokens": 8}}},
         "tune": {"max_concurrent_trials": 2},
-        "grid": {
-            "axes": {
-                "mixture.fractions": [{"code": 1.0, "general": 0.0}, {"code": 0.5, "general": 0.5}],
-                "train.optim.lr": [0.001, 0.003],
-            }
-        },
+        # two trials, run at once: one per mixture (the fewest that still compare mixtures)
+        "grid": {"axes": {"mixture.fractions": [{"code": 1.0, "general": 0.0}, {"code": 0.5, "general": 0.5}]}},
     }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
     assert main(["sweep", "--config", "sweep.yaml", "--out", "exp"]) == 0
 
     exp = tmp_path / "exp"
     builds = sorted(p for p in (exp / "data").iterdir() if p.is_dir())
-    assert len(builds) == 2  # two mixtures for four trials: the lr axis reuses the cached builds
+    assert len(builds) == 2  # one build per mixture
     manifests = [json.loads((b / "manifest.json").read_text()) for b in builds]
     assert sorted(m["domains"].get("general", 0) for m in manifests) == [0, 24]
     assert all(m["rows"] == 48 for m in manifests)
+    # a point of the same sweep that differs only in training (an lr axis) gets its data from the trial's own data
+    # step (onlyif.sweep.trainable._dataset) out of the cached build, without building again
+    from onlyif.sweep.trainable import _dataset
+
+    lr_axis = config | {"grid": {"axes": config["grid"]["axes"] | {"train.optim.lr": [0.001]}}}
+    point = expand_grid(validate_config(SweepConfig, lr_axis).with_absolute_paths(tmp_path))[1]
+    assert point.train["optim"]["lr"] == 0.001
+    stamps = {b: (b / "manifest.json").stat().st_mtime_ns for b in builds}
+    data_dir, manifest, data_metrics = _dataset(point.to_dict(), str(exp / "data"))
+    assert data_dir in builds and manifest == manifests[builds.index(data_dir)]
+    assert manifest["domains"].get("general", 0) == 24 and data_metrics["mixture.rows"] == 48.0
+    assert sorted(p for p in (exp / "data").iterdir() if p.is_dir()) == builds
+    assert {b: (b / "manifest.json").stat().st_mtime_ns for b in builds} == stamps
 
     report = json.loads((exp / "report" / "report.json").read_text())
     # ranked by the sandboxed code evaluation of each trial's model (a random model: pass@1 is 0, the pipeline real)
     assert report["mode"] == "comparison" and report["metric"] == "tiny_code/pass@1"
-    assert len(report["points"]) == 4 and all(p["mean"] == 0.0 for p in report["points"])
+    assert len(report["points"]) == 2 and all(p["mean"] == 0.0 for p in report["points"])
     assert report["conclusion"][0].startswith("tiny_code/pass@1: highest at ")
     assert (exp / "report" / "plots" / "points.png").stat().st_size > 0
     md = (exp / "report" / "report.md").read_text()
@@ -275,7 +285,7 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
     from onlyif.mlflow_names import child_runs
 
     runs = child_runs(state["tracking_uri"], state["parent_run_id"])
-    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     run = runs[0]
     assert run.data.params["mixture.budget"] == "48" and "grid.share.code" in run.data.params
     assert run.data.metrics["mixture.rows"] == 48.0 and "diversity.overall.vendi" in run.data.metrics
@@ -288,4 +298,4 @@ def test_mixture_sweep_end_to_end(ray_cluster, tmp_path, monkeypatch):
     again = make_report(exp, source="mlflow", out=tmp_path / "from_mlflow", log_to_mlflow=False)
     assert again["points"] == report["points"]  # MLflow alone rebuilds the same ranking
     infos = [json.loads(p.read_text()) for p in (exp / "trials").glob("*/run.json")]
-    assert len(infos) == 4 and all(i["eval_data"] == [str(tmp_path / "heldout")] for i in infos)
+    assert len(infos) == 2 and all(i["eval_data"] == [str(tmp_path / "heldout")] for i in infos)
