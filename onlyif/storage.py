@@ -196,3 +196,60 @@ def build_at(
         return slot, manifest
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def is_folder(uri: str, flag: str) -> bool:
+    """Whether anything is stored under ``uri/`` (object stores have no empty folders)."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri, flag)
+    return _call(flag, uri, fs.get_file_info, path).type == pafs.FileType.Directory
+
+
+def is_empty(uri: str, flag: str) -> bool:
+    """Nothing under ``uri/`` (a missing prefix is empty)."""
+    fs, path = resolve(uri, flag)
+    return not _entries(fs, path, flag, uri)
+
+
+def clear(uri: str, flag: str) -> None:
+    """Delete everything under ``uri/``."""
+    fs, path = resolve(uri, flag)
+    _call(flag, uri, lambda: fs.delete_dir_contents(path, missing_dir_ok=True))
+
+
+def read_file(uri: str, name: str, flag: str) -> bytes | None:
+    """The bytes of ``uri/name``, or ``None`` when it is not there."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri, flag)
+    if _call(flag, uri, fs.get_file_info, f"{path}/{name}").type != pafs.FileType.File:
+        return None
+    with _call(flag, uri, fs.open_input_stream, f"{path}/{name}") as f:
+        return f.read()
+
+
+def upload(local: Path, uri: str, flag: str, names: list[str] | None = None) -> None:
+    """Copy the folder ``local`` under ``uri/`` (objects replaced in place), or only its entries ``names``."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri, flag)
+    local_fs = pafs.LocalFileSystem()
+    for name in names if names is not None else [None]:
+        src, dst = (str(local), path) if name is None else (str(local / name), f"{path}/{name}")
+        _call(flag, uri, pafs.copy_files, src, dst, local_fs, fs)
+
+
+def download(uri: str, local: Path, flag: str, files_only: bool = False) -> None:
+    """Copy what is under ``uri/`` into the folder ``local``; ``files_only``: its files, not its sub-folders."""
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(uri, flag)
+    local.mkdir(parents=True, exist_ok=True)
+    if not files_only:
+        _call(flag, uri, pafs.copy_files, path, str(local), fs, pafs.LocalFileSystem())
+        return
+    for info in _entries(fs, path, flag, uri):
+        if info.type == pafs.FileType.File:
+            with _call(flag, uri, fs.open_input_stream, info.path) as f:
+                (local / info.base_name).write_bytes(f.read())

@@ -84,7 +84,8 @@ class TuneConfig(Config):
     storage_path: str | None = None
     """Where Tune keeps the experiment state and the trials' results (its restore point): default
     ``EXP_DIR/tune``; an ``s3://bucket/prefix`` URI (credentials and ``AWS_ENDPOINT_URL_S3`` from the environment)
-    keeps them in object storage, which every node reaches."""
+    keeps them in object storage, which every node reaches — and then the trials' training runs too (Ray Train
+    checkpoints, models, metrics), under ``STORAGE/NAME/trials/TRIAL_ID``."""
 
     def root(self, exp_dir: Path) -> str:
         """The Tune storage path of the experiment in ``exp_dir``."""

@@ -6,6 +6,7 @@ Experiment folder::
     EXP_DIR/state.json    MLflow ids and the Tune path        EXP_DIR/mlflow.db    default MLflow store
     EXP_DIR/mlartifacts/  MLflow artifacts (local stores)
     EXP_DIR/tune/NAME/    Tune experiment (restore point; or tune.storage_path/NAME)     EXP_DIR/trials/ID/   each trial's training run
+                          (with tune.storage_path on a URI: STORAGE/NAME/trials/ID/, see ``_runs_dir``)
     EXP_DIR/data/HASH/    generated datasets or built mixtures (cache)
     EXP_DIR/report/       report.md, plots/, report.json
 """
@@ -115,6 +116,16 @@ def _data_cache(cfg: SweepConfig, exp: Path) -> str:
     if cfg.data_cache is None:
         return str(exp / "data")
     return cfg.data_cache if is_uri(cfg.data_cache) else str(Path(cfg.data_cache).resolve())
+
+
+def _runs_dir(cfg: SweepConfig, exp: Path) -> str:
+    """Where the trials' training runs go: ``EXP_DIR/trials``, or with ``tune.storage_path`` on a URI, beside Tune's
+    experiment there (``STORAGE/NAME/trials``): Ray Train persists each run's checkpoints to it, so a trial resumed
+    on another node finds them, and the trials' models and outputs are in one place."""
+    from onlyif.storage import is_uri, join
+
+    root = cfg.tune.root(exp)
+    return join(cfg.tune_experiment(exp), "trials") if is_uri(root) else str(exp / "trials")
 
 
 def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
@@ -241,7 +252,7 @@ def run_sweep(
             param_space={
                 "point": tune.grid_search([p.to_dict() for p in valid]),
                 "data_cache": _data_cache(cfg, exp),
-                "runs_dir": str(exp / "trials"),
+                "runs_dir": _runs_dir(cfg, exp),
                 "eval_data": cfg.eval_data,
                 "evaluate": cfg.evaluate.to_dict() if cfg.evaluate else None,
             },

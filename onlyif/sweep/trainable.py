@@ -61,13 +61,25 @@ def _evaluate_task(model_dir: str, spec: dict[str, Any], out: str, threads: int)
     import torch
 
     from onlyif.eval.model_eval import ModelEvalConfig, evaluate_model
+    from onlyif.storage import is_uri
 
     torch.set_num_threads(threads)
     cfg = ModelEvalConfig.model_validate(spec)
-    return evaluate_model(model_dir, cfg, out, device="auto", workers=threads)
+    if not is_uri(model_dir):
+        return evaluate_model(model_dir, cfg, out, device="auto", workers=threads)
+    # a run in object storage: this task may run on any node; the model comes from there, the outputs go there
+    import tempfile
+
+    from onlyif.storage import download, upload
+
+    with tempfile.TemporaryDirectory(prefix="onlyif-evaluate-") as tmp:
+        download(model_dir, Path(tmp) / "model", "evaluate")
+        result = evaluate_model(str(Path(tmp) / "model"), cfg, str(Path(tmp) / "out"), device="auto", workers=threads)
+        upload(Path(tmp) / "out", out, "evaluate")
+    return result
 
 
-def _evaluate(model_dir: Path, spec: dict[str, Any], out: Path, train: Any) -> tuple[dict, dict]:
+def _evaluate(model_dir: Path | str, spec: dict[str, Any], out: Path | str, train: Any) -> tuple[dict, dict]:
     """``evaluate_model`` as a Ray task holding the training workers' CPUs (and one GPU when they had GPUs), so that
     concurrent trials never oversubscribe the cluster."""
     import ray
@@ -82,13 +94,14 @@ def _evaluate(model_dir: Path, spec: dict[str, Any], out: Path, train: Any) -> t
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Tune trainable. ``config``: ``point`` (a grid point dict), ``data_cache`` and ``runs_dir`` (folders),
-    ``eval_data`` (extra folders of eval splits), ``evaluate`` (a ``ModelEvalConfig`` dict or None)."""
+    """Tune trainable. ``config``: ``point`` (a grid point dict), ``data_cache`` and ``runs_dir`` (folders, or
+    ``s3://…`` URIs), ``eval_data`` (extra folders of eval splits), ``evaluate`` (a ``ModelEvalConfig`` dict or
+    None)."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from onlyif.config import validate_config
-    from onlyif.storage import local_path
+    from onlyif.storage import clear, is_folder, is_uri, join, local_path
     from onlyif.train.api import RAY_RUN_NAME, eval_split_dirs, run_training
     from onlyif.train.config import TrainConfig
 
@@ -100,10 +113,17 @@ def run_trial(config: dict[str, Any]) -> None:
     data_dir, manifest, data_metrics = _dataset(point, config["data_cache"])
     data_seconds = time.perf_counter() - t0
 
-    run_dir = Path(config["runs_dir"]) / ray.tune.get_context().get_trial_id()
-    resume = (run_dir / RAY_RUN_NAME).is_dir()
-    if run_dir.exists() and not resume:  # an attempt that died before Ray Train started: start clean
-        shutil.rmtree(run_dir)
+    trial_id = ray.tune.get_context().get_trial_id()
+    if is_uri(config["runs_dir"]):  # the run in object storage (Ray Train's checkpoints included), seen by every node
+        run_dir = join(config["runs_dir"], trial_id)
+        resume = is_folder(join(run_dir, RAY_RUN_NAME), "runs_dir")
+        if not resume:  # an attempt that died before Ray Train started: start clean
+            clear(run_dir, "runs_dir")
+    else:
+        run_dir = Path(config["runs_dir"]) / trial_id
+        resume = (run_dir / RAY_RUN_NAME).is_dir()
+        if run_dir.exists() and not resume:  # an attempt that died before Ray Train started: start clean
+            shutil.rmtree(run_dir)
     outcome = run_training(
         train, data_dir, run_dir, resume=resume, callbacks=[TuneReportCallback()], eval_data=eval_data
     )
@@ -112,7 +132,9 @@ def run_trial(config: dict[str, Any]) -> None:
     model_metrics, evaluation, eval_seconds = {}, None, 0.0
     if config.get("evaluate"):
         t0 = time.perf_counter()
-        model_metrics, evaluation = _evaluate(outcome.model_dir, config["evaluate"], run_dir / "evaluate", train)
+        model = join(run_dir, "model") if outcome.run_uri else outcome.model_dir
+        out = join(run_dir, "evaluate") if outcome.run_uri else run_dir / "evaluate"
+        model_metrics, evaluation = _evaluate(model, config["evaluate"], out, train)
         eval_seconds = time.perf_counter() - t0
     ray.tune.report(
         {

@@ -7,10 +7,17 @@ Run directory layout::
     RUN_DIR/ray_train/         Ray Train storage (checkpoint_*/ with DeepSpeed engine states)
     RUN_DIR/model/             final HF ``save_pretrained`` export + tokenizer
     RUN_DIR/eval/              final exact-match summaries and failure samples per split
+
+``RUN_DIR`` may be an ``s3://…``-style URI (anything ``pyarrow.fs`` opens): Ray Train then persists its checkpoints
+there itself (``RUN_DIR/ray_train/``), and this process keeps the other files in a node-local staging folder
+(:func:`stage_dir`) that it uploads — ``metrics.jsonl`` after every report, the rest before training and at the end
+(``model/`` and ``eval/`` downloaded from the final checkpoint). A resume, on any node, restores the staging folder's
+files from the URI and Ray Train restores the checkpoint from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -42,10 +49,13 @@ class TrainOutcome:
     history: list[dict[str, Any]]
     """One dict per epoch (as reported)."""
     model_dir: Path
-    checkpoint_dir: Path | None
+    checkpoint_dir: Path | str | None
     train_seconds: float
     """Wall time of ``TorchTrainer.fit`` (worker start-up, training, evaluation, checkpoints)."""
     run_dir: Path
+    """The run folder (for a URI run: this node's staging copy, without ``ray_train/``)."""
+    run_uri: str | None = None
+    """The run's URI when it was given one (``checkpoint_dir`` is then under it too)."""
 
 
 class _Tokenize:
@@ -217,6 +227,27 @@ def _shard_config(shards: list[Any]) -> Any:
     return FixedShards()
 
 
+def stage_dir(uri: str) -> Path:
+    """This node's staging folder of the run at ``uri`` (under :func:`onlyif.storage.cache_root`)."""
+    import hashlib
+
+    from onlyif.storage import cache_root
+
+    return cache_root() / "runs" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+
+
+def _check_run_uri(uri: str, resume: bool) -> None:
+    from onlyif.storage import check_target, is_empty, is_folder, join
+
+    if resume:
+        if not is_folder(join(uri, RAY_RUN_NAME), "--resume"):
+            raise OnlyIfError(f"--resume {uri}: no earlier run found there ({join(uri, RAY_RUN_NAME)} missing)")
+        return
+    if not is_empty(uri, "--out"):
+        raise OnlyIfError(f"--out {uri}: folder exists and is not empty (resume it with --resume, or pick a new one)")
+    check_target(uri, overwrite=True)  # can be written
+
+
 def _check_run_dir(out: Path, resume: bool) -> None:
     ray_dir = out / RAY_RUN_NAME
     if resume:
@@ -260,7 +291,8 @@ def run_training(
     named = [str(p) if is_uri(p) else None for p in [data_dir, *(eval_data or [])]]  # URIs stay in run.json
     data = local_path(data_dir, "--data")  # an s3://… dataset: this node's copy (onlyif.storage.fetch)
     evals = [local_path(p, "--eval-data") for p in eval_data or []]
-    out = Path(out_dir).resolve()
+    remote = str(out_dir).rstrip("/") if is_uri(out_dir) else None  # Ray Train's checkpoints go there
+    out = stage_dir(remote) if remote else Path(out_dir).resolve()
     kind = dataset_kind(data, "train")
     model_dir = None
     worker_cfg = cfg.to_dict()  # workers get the HF directory a GGUF model was converted into, here, once
@@ -273,7 +305,10 @@ def run_training(
             f"model.pretrained: {data / 'train'} holds prompt/response text; the from-scratch GPT-2 reads only the "
             "synthetic task — give a pretrained HF model directory"
         )
-    _check_run_dir(out, resume)
+    if remote:
+        _check_run_uri(remote, resume)
+    else:
+        _check_run_dir(out, resume)
     init_ray()
     _check_resources(cfg)
 
@@ -288,6 +323,12 @@ def run_training(
             f"grad_accum {cfg.optim.grad_accum}"
         )
 
+    if remote:  # a fresh staging folder; on resume, the run's files as last uploaded (from whichever node)
+        from onlyif.storage import download
+
+        shutil.rmtree(out, ignore_errors=True)
+        if resume:
+            download(remote, out, "--resume", files_only=True)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     sources = [u or str(p) for u, p in zip(named, [data, *evals], strict=True)]
@@ -303,6 +344,8 @@ def run_training(
             out.name,
             cfg.to_dict() | {"data": sources[0], "eval_data": sources[1:]},
         )
+    if remote:
+        _upload_files(out, remote)
 
     s = cfg.scaling
     resources = dict(s.resources_per_worker or {"CPU": 1.0, **({"GPU": 1.0} if s.use_gpu else {})})
@@ -325,14 +368,14 @@ def run_training(
         ),
         run_config=RunConfig(
             name=RAY_RUN_NAME,
-            storage_path=str(out),
+            storage_path=remote or str(out),
             failure_config=FailureConfig(max_failures=2),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=ck.keep,
                 checkpoint_score_attribute=ck.metric,
                 checkpoint_score_order=ck.mode,
             ),
-            callbacks=[MetricsCallback(out, mlflow_uri, run_id), *(callbacks or [])],
+            callbacks=[MetricsCallback(out, mlflow_uri, run_id, mirror=remote), *(callbacks or [])],
         ),
         datasets={"train": shards[0]},
         dataset_config=_shard_config(shards),
@@ -349,16 +392,24 @@ def run_training(
     finally:
         if run_id is not None:
             end_mlflow_run(mlflow_uri, run_id, ok)
+        if remote and run_id is not None and not ok:  # the MLflow store's FAILED status, for a resume elsewhere
+            with contextlib.suppress(OnlyIfError):
+                _upload_files(out, remote)
     seconds = time.perf_counter() - t0
 
-    ckpt_path = Path(result.checkpoint.path) if result.checkpoint is not None else None
-    if ckpt_path is None or not (ckpt_path / HF_EXPORT / "config.json").is_file():
-        raise OnlyIfError(f"{out}: training finished without a final checkpoint holding the exported model")
-    model_dir = _publish(ckpt_path, out)
+    if remote:
+        model_dir, ckpt_path = _publish_remote(result.checkpoint, out, remote)
+    else:
+        ckpt_path = Path(result.checkpoint.path) if result.checkpoint is not None else None
+        if ckpt_path is None or not (ckpt_path / HF_EXPORT / "config.json").is_file():
+            raise OnlyIfError(f"{out}: training finished without a final checkpoint holding the exported model")
+        model_dir = _publish(ckpt_path, out)
     history = read_history(out)
     final = dict(result.metrics or {})
     metrics = {k: float(v) for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     write_json_atomic(out / "run.json", run_info | {"versions": library_versions(), "final": metrics})
+    if remote:
+        _upload_results(out, remote)
     return TrainOutcome(
         metrics=metrics,
         history=history,
@@ -366,7 +417,48 @@ def run_training(
         checkpoint_dir=ckpt_path,
         train_seconds=seconds,
         run_dir=out,
+        run_uri=remote,
     )
+
+
+def _upload_files(out: Path, uri: str) -> None:
+    """The staging folder's files (config.yaml, run.json, metrics.jsonl, MLflow ids and store) to ``uri``."""
+    from onlyif.storage import upload
+
+    upload(out, uri, "--out", sorted(p.name for p in out.iterdir() if p.is_file()))
+
+
+def _upload_results(out: Path, uri: str) -> None:
+    """``model/`` and ``eval/`` (replacing what an earlier attempt left there), then the files (run.json last
+    holds the final metrics)."""
+    from onlyif.storage import clear, join, upload
+
+    folders = [name for name in ("model", "eval") if (out / name).is_dir()]
+    for name in folders:
+        clear(join(uri, name), "--out")
+    upload(out, uri, "--out", folders)
+    _upload_files(out, uri)
+
+
+def _publish_remote(checkpoint: Any, out: Path, uri: str) -> tuple[Path, str]:
+    """Download the final checkpoint's HF export and eval files (not its engine states) from storage into
+    ``out/model`` and ``out/eval``; returns the model folder and the checkpoint's URI."""
+    import pyarrow.fs as pafs
+
+    from onlyif.io import atomic_dir
+    from onlyif.storage import join
+
+    fs = checkpoint.filesystem if checkpoint is not None else None
+    base = checkpoint.path.rstrip("/") if checkpoint is not None else ""
+    if fs is None or fs.get_file_info(f"{base}/{HF_EXPORT}/config.json").type != pafs.FileType.File:
+        raise OnlyIfError(f"{uri}: training finished without a final checkpoint holding the exported model")
+    local = pafs.LocalFileSystem()
+    with atomic_dir(out / "model", overwrite=True) as tmp:
+        pafs.copy_files(f"{base}/{HF_EXPORT}", str(tmp), fs, local)
+    if fs.get_file_info(f"{base}/eval").type == pafs.FileType.Directory:
+        with atomic_dir(out / "eval", overwrite=True) as tmp:
+            pafs.copy_files(f"{base}/eval", str(tmp), fs, local)
+    return out / "model", join(uri, RAY_RUN_NAME, base.rsplit("/", 1)[-1])
 
 
 def _publish(ckpt: Path, out: Path) -> Path:

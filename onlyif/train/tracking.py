@@ -98,9 +98,18 @@ def end_mlflow_run(uri: str, run_id: str, ok: bool) -> None:
 class MetricsCallback(UserCallback):
     """Appends every report to ``metrics.jsonl`` and logs it to MLflow (when a run id is given)."""
 
-    def __init__(self, run_dir: Path, mlflow_uri: str | None = None, mlflow_run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        mlflow_uri: str | None = None,
+        mlflow_run_id: str | None = None,
+        mirror: str | None = None,
+    ) -> None:
         self.path = Path(run_dir) / METRICS_FILE
         self.mlflow_uri, self.mlflow_run_id = mlflow_uri, mlflow_run_id
+        self.mirror = mirror
+        """A run URI: the file is uploaded to ``MIRROR/metrics.jsonl`` after each report (the controller runs on the
+        node of the process that called ``fit``, where ``run_dir`` is)."""
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         rec = dict(metrics[0])
@@ -108,6 +117,10 @@ class MetricsCallback(UserCallback):
             rec["checkpoint"] = Path(checkpoint.path).name
         with self.path.open("a") as f:
             f.write(json.dumps(rec, default=str) + "\n")
+        if self.mirror:
+            from onlyif.storage import upload
+
+            upload(self.path.parent, self.mirror, "--out", [METRICS_FILE])
         if self.mlflow_run_id:
             from mlflow import MlflowClient
             from mlflow.entities import Metric

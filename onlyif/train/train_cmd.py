@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="another dataset directory to take eval splits from (repeatable; e.g. held-out sets for a mixture)",
     )
-    parser.add_argument("--out", metavar="RUN_DIR", help="new run directory (must be empty or absent)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="new run directory or s3://… URI (must be empty or absent)")
     parser.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -32,18 +32,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _remote_run_files(uri: str) -> tuple[str, dict, str]:
+    """A URI run's config (as a mapping) and run.json text."""
+    from onlyif.config import load_yaml
+    from onlyif.storage import read_file
+
+    uri = uri.rstrip("/")
+    cfg, run = read_file(uri, "config.yaml", "--resume"), read_file(uri, "run.json", "--resume")
+    if cfg is None or run is None:
+        raise OnlyIfError(f"--resume {uri}: not a run directory (config.yaml / run.json missing)")
+    return uri, load_yaml(cfg.decode()) or {}, run.decode()
+
+
 def run(args: argparse.Namespace) -> int:
+    from onlyif.storage import is_uri
     from onlyif.train.api import run_training
 
     if args.resume:
         if args.out or args.config:
             raise OnlyIfError("--resume RUN_DIR takes the run's own config and output folder (drop --out/--config)")
-        run_dir = Path(args.resume)
-        cfg_file, run_file = run_dir / "config.yaml", run_dir / "run.json"
-        if not cfg_file.is_file() or not run_file.is_file():
-            raise OnlyIfError(f"--resume {run_dir}: not a run directory (config.yaml / run.json missing)")
-        cfg = validate_config(TrainConfig, apply_overrides(read_yaml(cfg_file), args.overrides), str(cfg_file))
-        info = json.loads(run_file.read_text())
+        if is_uri(args.resume):  # a run written to object storage: its files as last uploaded
+            run_dir, raw, run_text = _remote_run_files(args.resume)
+            cfg_file = f"{run_dir}/config.yaml"
+        else:
+            run_dir = Path(args.resume)
+            cfg_file, run_file = run_dir / "config.yaml", run_dir / "run.json"
+            if not cfg_file.is_file() or not run_file.is_file():
+                raise OnlyIfError(f"--resume {run_dir}: not a run directory (config.yaml / run.json missing)")
+            raw, run_text = read_yaml(cfg_file), run_file.read_text()
+        cfg = validate_config(TrainConfig, apply_overrides(raw, args.overrides), str(cfg_file))
+        info = json.loads(run_text)
         data = args.data or info["data"]
         outcome = run_training(cfg, data, run_dir, resume=True, eval_data=args.eval_data or info.get("eval_data"))
     else:
@@ -56,5 +74,6 @@ def run(args: argparse.Namespace) -> int:
         for k, v in outcome.metrics.items()
         if k == "train_loss" or k.endswith(("/exact_match", "/loss"))
     }
-    print(json.dumps({"run_dir": str(outcome.run_dir), "model": str(outcome.model_dir), **shown}, indent=2))
+    where = {"run_dir": outcome.run_uri or str(outcome.run_dir), "model": str(outcome.model_dir)}
+    print(json.dumps(where | shown, indent=2))
     return 0
