@@ -17,3 +17,10 @@ def sweep(cfg: dict | None, exp: str, resume: bool = False) -> tuple[int, int, i
 
     out = run_sweep(None if resume else validate_config(SweepConfig, cfg), exp, resume=resume, echo=lambda _: None)
     return out.finished, out.total, out.errored
+
+
+def evaluate(model: str, spec: dict, out: str) -> tuple[dict, dict]:
+    """What a sweep trial's evaluation task runs (``onlyif.sweep.trainable._evaluate_task``), for a model at a URI."""
+    from onlyif.sweep.trainable import _evaluate_task
+
+    return _evaluate_task(model, spec, out, 1)

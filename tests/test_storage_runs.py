@@ -15,7 +15,7 @@ import os
 import pytest
 
 from tests._s3_fixtures import BUCKET, moto_s3
-from tests._storage_run_tasks import cli, sweep
+from tests._storage_run_tasks import cli, evaluate, sweep
 from tests._train_fixtures import make_synthetic_dataset, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -143,3 +143,29 @@ def test_sweep_with_s3_storage_keeps_the_trials_runs_there(s3, tmp_path):
     # --resume of the finished sweep restores Tune from the URI and trains nothing again
     assert on_node(tmp_path / "node", sweep, None, str(exp), True) == (1, 1, 0)
     assert body(s3, f"tune/tiny/trials/{trial}/metrics.jsonl") == metrics
+
+
+def test_a_trials_evaluation_reads_the_model_from_s3_and_writes_there(s3, tmp_path):
+    from onlyif.storage import upload
+    from tests._train_fixtures import tiny_hf_model
+
+    upload(tiny_hf_model(tmp_path / "llama"), f"s3://{BUCKET}/evalrun/model", "test")
+    problems = [  # HumanEval-format problems whose prompts fit the tiny model's 64 positions
+        {
+            "task_id": f"Tiny/{i}",
+            "prompt": f"def {name}(a, b):\n",
+            "canonical_solution": f"    return a {op} b\n",
+            "test": f"def check(candidate):\n    assert candidate(6, 3) == {value}\n",
+            "entry_point": name,
+        }
+        for i, (name, op, value) in enumerate((("add", "+", 9), ("sub", "-", 3)))
+    ]
+    (tmp_path / "tiny_code.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems))
+    spec = {"code": {"benchmark": str(tmp_path / "tiny_code.jsonl"), "generation": {"max_new_tokens": 4}}}
+    model, out = f"s3://{BUCKET}/evalrun/model", f"s3://{BUCKET}/evalrun/evaluate"
+    metrics, _ = on_node(tmp_path / "node", evaluate, model, spec, out)
+    assert metrics == {"tiny_code/pass@1": 0.0}  # a random model; the pipeline is what is checked
+    summary = json.loads(body(s3, "evalrun/evaluate/code/summary.json"))
+    assert summary["n_problems"] == 2 and summary["metrics"] == metrics
+    assert len(body(s3, "evalrun/evaluate/code/results.jsonl").splitlines()) == 2
+    assert not list((tmp_path / "node").glob("**/model"))  # the task's copy of the model is gone
