@@ -76,7 +76,7 @@ def test_generate_sigkilled_mid_write_leaves_no_output_and_a_rerun_cleans_up(ray
     from onlyif.data.generate import split_digest
 
     assert manifest["splits"]["train"]["rows"] == 64
-    assert all(split_digest(out / name) == s["sha256"] for name, s in manifest["splits"].items())
+    assert all(split_digest(out / name) == s["digest"] for name, s in manifest["splits"].items())
     assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data", "gen.yaml"]
 
 

@@ -89,7 +89,7 @@ def test_manifest_counts_and_hashes(small_dataset):
     assert splits["test_domain"]["domains"] == {"periodic": 200}
     for name, s in splits.items():
         assert s["noop_share"] == pytest.approx(0.25, abs=1 / s["rows"])
-        assert s["sha256"] == split_digest(small_dataset / name)
+        assert s["digest"] == split_digest(small_dataset / name)
     assert manifest["seed"] == 3 and manifest["versions"]["ray"]
     reloaded = load_config(TaskConfig, small_dataset / "config.yaml")
     assert reloaded == load_config(TaskConfig, write_config(small_dataset.parent, SMALL, "again.yaml"))
@@ -136,7 +136,7 @@ def test_identical_bytes_whatever_the_block_count(ray_cluster, tmp_path):
     a = generate_dataset(cfg, tmp_path / "a", num_blocks=1, progress=False)
     b = generate_dataset(cfg, tmp_path / "b", num_blocks=3, progress=False)
     assert len(a["splits"]["train"]["files"]) == 2
-    assert {n: s["sha256"] for n, s in a["splits"].items()} == {n: s["sha256"] for n, s in b["splits"].items()}
+    assert {n: s["digest"] for n, s in a["splits"].items()} == {n: s["digest"] for n, s in b["splits"].items()}
     for rel in a["splits"]["train"]["files"]:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 

@@ -11,7 +11,7 @@ from scipy import stats
 from onlyif.config import validate_config
 from onlyif.errors import ConfigError
 from onlyif.tasks.config import TaskConfig
-from onlyif.tasks.examples import generate_chunk, leftmost, table_digest
+from onlyif.tasks.examples import generate_chunk, leftmost, random_letters, table_digest
 from onlyif.tasks.frequency import examples_per_rule, power_law_probs
 from onlyif.tasks.plan import build_plan
 from onlyif.tasks.rules import family_patterns
@@ -73,17 +73,20 @@ def test_every_row_matches_the_reference_rewrite(alphabet, input_len, pattern, n
 
 
 @pytest.mark.parametrize(
-    "alphabet,width,pat_max", [(2, 12, 3), (2, 40, 20), (3, 30, 12)], ids=["short", "long", "mixed"]
+    "alphabet,width,pat_max,fixed",
+    [(2, 12, 3, False), (2, 40, 20, False), (3, 30, 12, False), (2, 40, 13, True), (2, 24, 8, True)],
+    ids=["short", "long", "mixed", "fixed-13", "fixed-8"],
 )
-def test_leftmost_matches_str_find_on_overlapping_patterns(alphabet, width, pat_max):
+def test_leftmost_matches_str_find_on_overlapping_patterns(alphabet, width, pat_max, fixed):
     """Tiny alphabets: many overlapping occurrences, and for patterns over 8 letters many windows whose first
-    8 letters match but the rest does not (the candidates leftmost() must reject and step past)."""
+    8 letters match but the rest does not (the candidates leftmost() must reject and step past). ``fixed``: one
+    pattern length for every row (the unpadded path)."""
     rng = np.random.default_rng(0)
     n = 2000
     inp = rng.integers(0, alphabet, (n, width), dtype=np.uint8)
     pat = rng.integers(0, alphabet, (n, pat_max), dtype=np.uint8)
     lengths = rng.integers(width // 2, width + 1, n)
-    pat_len = rng.integers(1, pat_max + 1, n)
+    pat_len = np.full(n, pat_max) if fixed else rng.integers(1, pat_max + 1, n)
     for r in range(0, n, 3):  # plant every third pattern (where it fits) so long ones occur too
         if pat_len[r] <= lengths[r]:
             s = rng.integers(0, lengths[r] - pat_len[r] + 1)
@@ -93,6 +96,21 @@ def test_leftmost_matches_str_find_on_overlapping_patterns(alphabet, width, pat_
         text = "".join(chr(97 + c) for c in inp[r, : lengths[r]])
         needle = "".join(chr(97 + c) for c in pat[r, : pat_len[r]])
         assert got[r] == text.find(needle)
+
+
+@pytest.mark.parametrize("alphabet", [2, 3, 4, 8, 16, 26, 128, 256])
+@pytest.mark.parametrize("shape,lengths_first", [((4096, 50), False), ((4096, 50), True), ((7, 13), False)])
+def test_random_letters_are_generator_integers(alphabet, shape, lengths_first):
+    """The fast path (power-of-two alphabets, whole 64-bit words) gives rng.integers' values and leaves the
+    generator where rng.integers would (the next draws agree), also after a draw that buffers a 32-bit half."""
+    a, b = (np.random.default_rng(np.random.SeedSequence([7, 1000, 3])) for _ in range(2))
+    if lengths_first:
+        assert (a.integers(10, 51, 5) == b.integers(10, 51, 5)).all()  # odd count: a 32-bit half stays buffered
+    want = a.integers(0, alphabet, shape, dtype=np.uint8)
+    got = random_letters(b, alphabet, shape)
+    assert got.dtype == np.uint8 and got.shape == shape and (got == want).all()
+    assert (a.integers(0, alphabet, (3, 5), dtype=np.uint8) == random_letters(b, alphabet, (3, 5))).all()
+    assert a.random() == b.random()
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])

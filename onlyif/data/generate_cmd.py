@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-blocks", type=int, default=None, help="Ray Data blocks (default: 2 × cluster CPUs)")
     parser.add_argument(
         "--compression",
-        default="zstd",
-        choices=["zstd", "snappy", "lz4", "gzip", "brotli", "none"],
-        help="parquet codec (default: zstd)",
+        default="none",
+        choices=["none", "zstd", "snappy", "lz4", "gzip", "brotli"],
+        help="parquet codec (default: none — fastest; zstd makes the files ~2.6x smaller at ~2x the write time)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         for name, s in manifest["splits"].items():
             print(
                 f"{name:12s} {s['rows']:>10,d} rows  {s['distinct_rules']:>8,d} rules  "
-                f"no-op {s['noop_share']:.3f}  sha256 {s['sha256'][:12]}"
+                f"no-op {s['noop_share']:.3f}  {manifest['digest_algorithm']} {s['digest'][:12]}"
             )
         print(f"wrote {args.out} in {manifest['generation_seconds']:.2f}s")
     return 0

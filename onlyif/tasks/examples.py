@@ -7,14 +7,15 @@ occurrence of x by y (``input.replace(x, y, 1)``), found with a rolling hash ove
 
 from __future__ import annotations
 
-import hashlib
+import sys
 
 import numpy as np
 import pyarrow as pa
+import xxhash
 
 from onlyif.errors import ConfigError
 from onlyif.tasks.plan import SPLITS, SplitPlan, rng_for
-from onlyif.tasks.rules import FAMILIES, letters_to_strings
+from onlyif.tasks.rules import FAMILIES
 
 SCHEMA = pa.schema(
     [
@@ -37,6 +38,35 @@ _BLOCK = 16384  # rows per leftmost() pass: bounds the candidate matrix (rows x 
 def _u64_windows(buf: np.ndarray, n_starts: int, offset: int) -> np.ndarray:
     """A read-only ``rows × n_starts`` view of the 8 bytes starting at each column ``offset + s`` of ``buf``."""
     return np.ndarray((buf.shape[0], n_starts), dtype="<u8", buffer=buf, offset=offset, strides=(buf.shape[1], 1))
+
+
+def _leftmost_fixed(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, p: int, first: np.ndarray) -> np.ndarray:
+    """:func:`leftmost` when every pattern has the same length ``p >= 8``: no padding, no masks. The words
+    compared start at 0, 8, … and the last one at ``p - 8`` (overlapping), so every read stays in the window."""
+    n, width = inp.shape
+    n_starts = width - p + 1
+    offsets = [*range(0, p - 8, 8), p - 8]
+    pat_words = [np.ndarray((n,), dtype="<u8", buffer=pat, offset=o, strides=(pat.shape[1],)) for o in offsets]
+    cand = _u64_windows(inp, n_starts, 0) == pat_words[0][:, None]
+    if lengths.min() < width:
+        cand &= np.arange(n_starts)[None, :] + p <= lengths[:, None]
+    rows = np.arange(n)
+    col = cand.argmax(axis=1)
+    keep = cand[rows, col]
+    rows, col = rows[keep], col[keep]
+    tails = [(_u64_windows(inp, n_starts, o), w) for o, w in zip(offsets[1:], pat_words[1:], strict=True)]
+    while len(rows):
+        ok = np.ones(len(rows), dtype=bool)
+        for win, w in tails:
+            ok &= win[rows, col] == w[rows]
+        first[rows[ok]] = col[ok]
+        rows, col = rows[~ok], col[~ok]
+        cand[rows, col] = False  # a false candidate: try the row's next one
+        sub = cand[rows]
+        col = sub.argmax(axis=1)
+        keep = sub[np.arange(len(rows)), col]
+        rows, col = rows[keep], col[keep]
+    return first
 
 
 def leftmost(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, pat_len: np.ndarray) -> np.ndarray:
@@ -64,6 +94,8 @@ def leftmost(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, pat_len: np.
     n_starts = width - max(pmin, 1) + 1
     if n_starts <= 0:
         return first
+    if pmin == pmax >= 8 and inp.flags.c_contiguous and pat.flags.c_contiguous:
+        return _leftmost_fixed(inp, lengths, pat, pmin, first)
     words = max(1, -(-pmax // 8))
     # Zero-padded copies: every 8-byte read below stays inside its own row.
     buf = np.zeros((n, max(width, width - pmin + 8 * words)), dtype=np.uint8)
@@ -127,6 +159,49 @@ def _write_at(mat: np.ndarray, rows: np.ndarray, pos: np.ndarray, pat: np.ndarra
     mat[rows[r], pos[r] + c] = pat[r, c]
 
 
+_A = np.uint8(ord("a"))
+
+
+def _ascii_strings(mat: np.ndarray, lengths: np.ndarray) -> pa.StringArray:
+    """An Arrow string array from a matrix of ASCII letters and row lengths; zero-copy when every row is full."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n, width = mat.shape
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    if n and lengths.min() == lengths.max() == width and mat.flags.c_contiguous:
+        data = mat
+    elif n and lengths.min() == lengths.max():
+        data = np.ascontiguousarray(mat[:, : lengths[0]])
+    else:
+        data = mat[np.arange(width)[None, :] < lengths[:, None]]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def random_letters(rng: np.random.Generator, alphabet_size: int, shape: tuple[int, int]) -> np.ndarray:
+    """``rng.integers(0, alphabet_size, shape, dtype=np.uint8)``, the same values and generator state after.
+
+    For a power-of-two alphabet on a little-endian machine with a PCG64 generator holding no buffered 32-bit
+    half, numpy's Lemire draw of a uint8 below 2**k is the top k bits of the next byte of the raw 64-bit
+    output stream (no rejection); when the byte count is a multiple of 8 that stream is exactly
+    ``random_raw(size // 8)``, about 5× faster. Anything else takes ``rng.integers`` itself. Checked against
+    ``rng.integers`` by ``tests/test_tasks.py``.
+    """
+    size = shape[0] * shape[1]
+    bits = alphabet_size.bit_length() - 1
+    if (
+        2 <= alphabet_size <= 256
+        and alphabet_size == 1 << bits
+        and size % 8 == 0
+        and sys.byteorder == "little"
+        and isinstance(rng.bit_generator, np.random.PCG64)
+        and not rng.bit_generator.state["has_uint32"]
+    ):
+        out = rng.bit_generator.random_raw(size // 8).view(np.uint8).reshape(shape)
+        out >>= np.uint8(8 - bits)
+        return out
+    return rng.integers(0, alphabet_size, shape, dtype=np.uint8)
+
+
 def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: int) -> pa.Table:
     """Rows ``start:stop`` of ``split`` (chunk number ``chunk``) as an Arrow table with :data:`SCHEMA`."""
     rng = rng_for(seed, 1000 + SPLITS.index(split.name), chunk)
@@ -134,10 +209,14 @@ def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: in
     idx = split.assign[start:stop]
     noop = split.noop[start:stop]
     n = len(idx)
-    x, x_len, y, y_len = rules.x[idx], rules.x_len[idx], rules.y[idx], rules.y_len[idx]
+    # Letters are ASCII bytes from here on ("a" = 97), so the letter matrices are the string columns' data.
+    x = np.take(rules.x + _A, idx, axis=0)
+    y = np.take(rules.y + _A, idx, axis=0)
+    x_len, y_len = rules.x_len[idx], rules.y_len[idx]
     lo, hi = split.input_length
     lengths = rng.integers(lo, hi + 1, n) if lo < hi else np.full(n, hi, dtype=np.int64)
-    inp = rng.integers(0, split.alphabet_size, (n, hi), dtype=np.uint8)
+    inp = random_letters(rng, split.alphabet_size, (n, hi))
+    inp += _A
 
     applied = np.nonzero(~noop)[0]
     pos = (rng.random(len(applied)) * (lengths[applied] - x_len[applied] + 1)).astype(np.int64)
@@ -148,7 +227,7 @@ def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: in
         bad = np.nonzero(noop & (first >= 0))[0]
         if len(bad) == 0:
             break
-        inp[bad] = rng.integers(0, split.alphabet_size, (len(bad), hi), dtype=np.uint8)
+        inp[bad] = random_letters(rng, split.alphabet_size, (len(bad), hi)) + _A
         first[bad] = leftmost(inp[bad], lengths[bad], x[bad], x_len[bad])
     else:
         raise ConfigError(
@@ -161,8 +240,11 @@ def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: in
     same_len = applied[x_len[applied] == y_len[applied]]
     shifted = applied[x_len[applied] != y_len[applied]]
     width = max(hi, int((lengths[shifted] - x_len[shifted] + y_len[shifted]).max()) if len(shifted) else 0)
-    out = np.zeros((n, width), dtype=np.uint8)
-    out[:, :hi] = inp
+    if width == hi:
+        out = inp.copy()
+    else:
+        out = np.zeros((n, width), dtype=np.uint8)
+        out[:, :hi] = inp
     _write_at(out, same_len, first[same_len], y[same_len], y_len[same_len])
     out_len = lengths.copy()
     if len(shifted):
@@ -174,10 +256,10 @@ def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: in
     return pa.Table.from_arrays(
         [
             pa.array(split.rule_ids[idx], pa.int64()),
-            letters_to_strings(x, x_len),
-            letters_to_strings(y, y_len),
-            letters_to_strings(inp, lengths),
-            letters_to_strings(out, out_len),
+            _ascii_strings(x, x_len),
+            _ascii_strings(y, y_len),
+            _ascii_strings(inp, lengths),
+            _ascii_strings(out, out_len),
             pa.array(first < 0, pa.bool_()),
             pa.array(FAMILIES, pa.string()).take(pa.array(rules.family[idx], pa.int8())),
             pa.array(rules.k[idx], pa.int64()),
@@ -186,11 +268,15 @@ def generate_chunk(split: SplitPlan, seed: int, chunk: int, start: int, stop: in
     )
 
 
+DIGEST = "xxh3_128"
+"""The content digest of a table and a split: XXH3-128 (xxHash >= 0.8, whose output is frozen), hex."""
+
+
 def _column_hash(col: pa.ChunkedArray | pa.Array) -> bytes:
-    """sha256 of one column's content: for strings the int64 little-endian length of each value, then the
+    """XXH3-128 of one column's content: for strings the int64 little-endian length of each value, then the
     values' bytes; booleans one byte each; integers int64 little-endian. Fed from the Arrow buffers (no copy of
-    the string bytes), so it equals the sha256 of that byte string whatever the Arrow chunking."""
-    h = hashlib.sha256()
+    the string bytes), so it is the hash of that byte string whatever the Arrow chunking."""
+    h = xxhash.xxh3_128()
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         off_type = np.int64 if pa.types.is_large_string(col.type) else np.int32
@@ -213,8 +299,9 @@ def _column_hash(col: pa.ChunkedArray | pa.Array) -> bytes:
 
 
 def table_digest(table: pa.Table) -> str:
-    """sha256 of a table's content (column names, lengths, values), independent of Arrow chunking."""
-    h = hashlib.sha256()
+    """:data:`DIGEST` of a table's content (column names, lengths, values), independent of Arrow chunking:
+    the hash of, per column in order, its name, a NUL byte and its column hash (16 bytes)."""
+    h = xxhash.xxh3_128()
     for name in table.column_names:
         h.update(name.encode() + b"\0")
         h.update(_column_hash(table.column(name)))
