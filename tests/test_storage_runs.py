@@ -1,6 +1,8 @@
 """Training runs in object storage, against a real local S3 server (moto, 127.0.0.1): ``onlyif train --out s3://…``
 has Ray Train persist its checkpoints under the URI and uploads the run's own files; a resume on another node (an
-empty node-local cache) restores both from the URI and continues at the saved step.
+empty node-local cache) restores both from the URI and continues at the saved step. A sweep with
+``tune.storage_path: s3://…`` keeps its trials' training runs there (nothing under ``EXP_DIR/trials``), and its
+report and ``--resume`` read them back; a trial's evaluation task reads the model from the URI and writes there.
 
 The runs are made inside Ray tasks whose ``runtime_env`` carries the S3 variables, as a Tune trial on a cluster node
 that has them: the session's Ray workers started before the S3 server, and Ray Train's controller and workers inherit
