@@ -429,7 +429,7 @@ def mixture_config(rec: Recommendation, base: dict[str, Any]) -> dict[str, Any]:
     from onlyif.config import validate_config
     from onlyif.data.mixture_config import MixtureConfig
     from onlyif.mixing.budget import allocate
-    from onlyif.sweep.grid import _mixture_point  # the grid's own way of setting a point's labels on the base
+    from onlyif.sweep.grid import mixture_point  # the grid's own way of setting a point's labels on the base
 
     if rec.budget is None:
         raise ConfigError("--budget: the sweep's budget is unknown; give one")
@@ -438,14 +438,14 @@ def mixture_config(rec: Recommendation, base: dict[str, Any]) -> dict[str, Any]:
     if shares:
         labels["mixture.counts"] = dict(zip(shares, allocate(int(rec.budget), list(shares.values())), strict=True))
     labels |= {k: v for k, v in rec.best["labels"].items() if k.startswith("mixture.")}
-    mixture = _mixture_point(copy.deepcopy(base), labels)
+    mixture = mixture_point(copy.deepcopy(base), labels)
     return validate_config(MixtureConfig, mixture, source="recommended mixture").to_dict()
 
 
 def generate_config(rec: Recommendation, base: dict[str, Any]) -> dict[str, Any]:
     """The sweep's base task with the recommended I, budget and ``task.*`` factors; validated by ``TaskConfig``."""
     from onlyif.config import validate_config
-    from onlyif.sweep.grid import _set
+    from onlyif.sweep.grid import set_dotted
     from onlyif.tasks.config import TaskConfig
 
     task = copy.deepcopy(base)
@@ -459,7 +459,7 @@ def generate_config(rec: Recommendation, base: dict[str, Any]) -> dict[str, Any]
         if key.startswith("task."):
             if key == UNIFORM_ALPHA and (value == "uniform" or value == 0):
                 value = None
-            _set(task, key.removeprefix("task."), value)
+            set_dotted(task, key.removeprefix("task."), value)
     return validate_config(TaskConfig, task, source="recommended task").to_dict()
 
 

@@ -39,7 +39,8 @@ class Point:
         return out | ({"mixture": self.mixture} if self.mixture is not None else {})
 
 
-def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    """``d["a"]["b"] = value`` for ``dotted`` = ``a.b`` (missing levels created, the value copied)."""
     parts = dotted.split(".")
     for p in parts[:-1]:
         d = d.setdefault(p, {})
@@ -71,7 +72,7 @@ def _combinations(axes: list[tuple[str, list[Any]]]) -> Iterator[tuple[str, dict
         yield pid, labels
 
 
-def _mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
+def mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
     """The mixture dict of one grid point: budget, seed and ``mixture.*`` axes set on a copy of ``base``."""
     mixture = copy.deepcopy(base)
     sources = {s.get("name"): s for s in mixture.get("sources") or [] if isinstance(s, dict)}
@@ -94,9 +95,9 @@ def _mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, An
             name, _, rest = key.removeprefix("mixture.sources.").partition(".")
             if not rest:
                 raise ConfigError(f"grid.axes: {key} must name a field, e.g. mixture.sources.{name}.selection")
-            _set(source(name, key), rest, value)
+            set_dotted(source(name, key), rest, value)
         elif key.startswith("mixture."):
-            _set(mixture, key.removeprefix("mixture."), value)
+            set_dotted(mixture, key.removeprefix("mixture."), value)
     return mixture
 
 
@@ -135,9 +136,9 @@ def expand_grid(cfg: SweepConfig) -> list[Point]:
                 task["seed"] = value
                 train["seed"] = value
             elif key.startswith("task."):
-                _set(task, key.removeprefix("task."), value)
+                set_dotted(task, key.removeprefix("task."), value)
             else:
-                _set(train, key.removeprefix("train."), value)
+                set_dotted(train, key.removeprefix("train."), value)
         if "budget" in labels:  # I × S = budget: S is derived, never taken from the base config
             task.pop("examples_per_instruction", None)
         if "examples_per_instruction" in labels:
@@ -179,8 +180,8 @@ def _expand_mixture_grid(cfg: SweepConfig) -> list[Point]:
             if key == "seed":
                 train["seed"] = value
             elif key.startswith("train."):
-                _set(train, key.removeprefix("train."), value)
-        mixture = _mixture_point(cfg.mixture or {}, labels)
+                set_dotted(train, key.removeprefix("train."), value)
+        mixture = mixture_point(cfg.mixture or {}, labels)
         reason = None
         full = dict(labels)
         try:
