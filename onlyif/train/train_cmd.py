@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its latest checkpoint (its config.yaml and data, plus any --set)",
+        help="continue the run in RUN_DIR (or at its s3://… URI) from its latest checkpoint (its config.yaml and "
+        "data, plus any --set)",
     )
 
 
