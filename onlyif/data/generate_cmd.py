@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compression",
         default="none",
         choices=["none", "zstd", "snappy", "lz4", "gzip", "brotli"],
-        help="parquet codec (default: none — fastest; zstd makes the files ~2.6x smaller at ~2x the write time)",
+        help="parquet codec (default: none — fastest; zstd makes the files ~2.6x smaller at ~3x the write time)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
