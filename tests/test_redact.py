@@ -33,3 +33,19 @@ def test_mlflow_params_are_flat_redacted_and_within_mlflows_limits():
     assert params["a.b"] == "[1, 2]" and params["a.secret"] == REDACTED and params["u"] == f"http://u:{REDACTED}@h"
     assert len(params["long"]) == PARAM_VALUE_MAX
     assert all(len(k) <= PARAM_KEY_MAX for k in flatten_params({"k" * 300: 1}))
+
+
+def test_a_training_runs_mlflow_params_are_redacted(tmp_path):
+    from mlflow import MlflowClient
+
+    from onlyif.train.tracking import start_mlflow_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = {"mlflow_tracking_uri": "https://alice:s3cr3t@mlflow.example.com", "hub": {"token": HF}, "lr": 0.004}
+    run_id = start_mlflow_run(uri, "redact", tmp_path, "run", params)
+    logged = MlflowClient(uri).get_run(run_id).data.params
+    assert logged == {
+        "mlflow_tracking_uri": f"https://alice:{REDACTED}@mlflow.example.com",
+        "hub.token": REDACTED,
+        "lr": "0.004",
+    }

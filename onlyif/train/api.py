@@ -32,6 +32,7 @@ from onlyif.io import library_versions, write_json_atomic
 from onlyif.lm.batches import join_examples
 from onlyif.lm.codec import CharCodec, Codec
 from onlyif.lm.datasets import dataset_kind, read_rows, split_files
+from onlyif.redact import redact
 from onlyif.train.config import TrainConfig
 from onlyif.train.loop import HF_EXPORT, total_optimizer_steps, train_loop
 
@@ -219,7 +220,7 @@ def _shard_config(shards: list[Any]) -> Any:
     class FixedShards(DataConfig):
         """Hands worker i the i-th precomputed equal split (the same rows on every restart and resume)."""
 
-        def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # noqa: ANN001
+        def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
             if world_size != len(shards):
                 raise ValueError(f"{len(shards)} data shards for {world_size} workers")
             return [{name: shards[i].iterator() for name in datasets} for i in range(world_size)]
@@ -333,7 +334,7 @@ def run_training(
     save_config(cfg, out / "config.yaml")
     sources = [u or str(p) for u, p in zip(named, [data, *evals], strict=True)]
     run_info = {"data": sources[0], "eval_data": sources[1:], "kind": kind}
-    write_json_atomic(out / "run.json", run_info | {"versions": library_versions()})
+    write_json_atomic(out / "run.json", redact(run_info | {"versions": library_versions()}))
     mlflow_uri = run_id = None
     if cfg.mlflow:
         mlflow_uri = cfg.mlflow_tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
@@ -407,7 +408,7 @@ def run_training(
     history = read_history(out)
     final = dict(result.metrics or {})
     metrics = {k: float(v) for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    write_json_atomic(out / "run.json", run_info | {"versions": library_versions(), "final": metrics})
+    write_json_atomic(out / "run.json", redact(run_info | {"versions": library_versions(), "final": metrics}))
     if remote:
         _upload_results(out, remote)
     return TrainOutcome(

@@ -45,22 +45,11 @@ def numeric(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def flatten_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dict → ``{"a.b.c": "value"}`` (MLflow params are strings; lists as JSON; at most 500 chars)."""
-    out: dict[str, str] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_params(v, key + "."))
-        else:
-            out[key] = (json.dumps(v) if isinstance(v, list | tuple) else str(v))[:500]
-    return out
-
-
 def start_mlflow_run(uri: str, experiment: str, run_dir: Path, run_name: str, params: dict[str, Any]) -> str:
     """Create (or, on resume, reuse) the MLflow run of ``run_dir``; returns its id."""
     from mlflow import MlflowClient
-    from mlflow.entities import Param
+
+    from onlyif.mlflow_names import log_params
 
     saved = run_dir / MLFLOW_RUN_FILE
     client = MlflowClient(tracking_uri=uri)
@@ -80,11 +69,9 @@ def start_mlflow_run(uri: str, experiment: str, run_dir: Path, run_name: str, pa
             )
         )
         run = client.create_run(exp_id, run_name=run_name)
-    except Exception as exc:  # noqa: BLE001 - any tracking failure is a user-facing setup problem
+    except Exception as exc:  # any tracking failure is a user-facing setup problem
         raise OnlyIfError(f"mlflow_tracking_uri {uri}: cannot start a run ({str(exc).splitlines()[0]})") from None
-    items = list(flatten_params(params).items())
-    for i in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
+    log_params(client, run.info.run_id, params)
     saved.write_text(json.dumps({"tracking_uri": uri, "run_id": run.info.run_id, "experiment": experiment}))
     return run.info.run_id
 
