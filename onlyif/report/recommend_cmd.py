@@ -13,17 +13,12 @@ RECOMMEND_DIR = "recommend"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("exp_dir", metavar="EXP_DIR", help="experiment folder written by `onlyif sweep --out`")
+    from onlyif.sweep.report_cmd import add_experiment_arguments
+
+    add_experiment_arguments(parser)
     parser.add_argument("--budget", type=int, metavar="N", help="budget to recommend for (default: the largest seen)")
     parser.add_argument("--metric", metavar="M", help="metric to optimize (default: the sweep's report.metric)")
     parser.add_argument("--out", metavar="DIR", help=f"output folder (default: EXP_DIR/{RECOMMEND_DIR})")
-    parser.add_argument(
-        "--from",
-        dest="source",
-        choices=("tune", "mlflow"),
-        default="tune",
-        help="read trial results from the Tune experiment (default) or from the MLflow child runs",
-    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the CV folds, candidates and bootstrap")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
 

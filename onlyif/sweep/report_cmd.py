@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 REPORT_DIR = "report"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """``EXP_DIR`` and ``--from tune|mlflow``: which finished sweep to read, and from where (also `recommend`)."""
     parser.add_argument("exp_dir", metavar="EXP_DIR", help="experiment folder written by `onlyif sweep --out`")
     parser.add_argument(
         "--from",
@@ -26,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="tune",
         help="read trial results from the Tune experiment (default) or from the MLflow child runs",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_arguments(parser)
     parser.add_argument("--out", metavar="DIR", help=f"report folder (default: EXP_DIR/{REPORT_DIR})")
     parser.add_argument("--no-mlflow", action="store_true", help="do not attach the report to the parent MLflow run")
 
