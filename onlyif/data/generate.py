@@ -206,6 +206,7 @@ def generate_dataset(
         args = (num_blocks, progress, compression)
         return build_at(str(out), lambda d: generate_dataset(cfg, d, False, *args, this_node_only=True), overwrite)[1]
     import ray
+    from ray.data import DataContext
     from tqdm.auto import tqdm
 
     from onlyif.ray_utils import cluster_cpus, init_ray
@@ -222,12 +223,21 @@ def generate_dataset(
             (tmp / name).mkdir()
         start = time.perf_counter()
         blocks = num_blocks or min(len(jobs), 2 * max(cluster_cpus(), 1))
-        ds = ray.data.from_items(jobs, override_num_blocks=blocks).map_batches(
-            _write_chunks,
-            batch_size=1,
-            fn_kwargs={"plan": ray.put(plan), "root": str(tmp), "compression": compression},
-            label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()} if this_node_only else None,
-        )
+        # Ray Data reserves part of the cluster per operator by default (op_resource_reservation_ratio 0.5): on
+        # a 2-CPU cluster the map ran ONE task at a time (all chunks in one worker). This two-operator pipeline
+        # (items -> map, tiny outputs) needs no reservation; the dataset keeps the context it was built with.
+        ctx = DataContext.get_current()
+        reserve = ctx.op_resource_reservation_enabled
+        ctx.op_resource_reservation_enabled = False
+        try:
+            ds = ray.data.from_items(jobs, override_num_blocks=blocks).map_batches(
+                _write_chunks,
+                batch_size=1,
+                fn_kwargs={"plan": ray.put(plan), "root": str(tmp), "compression": compression},
+                label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()} if this_node_only else None,
+            )
+        finally:
+            ctx.op_resource_reservation_enabled = reserve
         stats = []
         with tqdm(total=len(jobs), desc="generate", unit="part", disable=not progress, leave=False) as bar:
             for row in ds.iter_rows():
