@@ -52,6 +52,7 @@ def part_name(chunk: int) -> str:
 
 
 _HEAP_KEPT = False
+_PLAN_CACHE: dict[str, Any] = {}  # the last plan this worker process fetched, by object id
 
 
 def _keep_heap_pages() -> None:
@@ -81,7 +82,11 @@ def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str, compressio
     """Ray Data batch fn: generate and write each chunk of the batch, return its measured stats."""
     import ray
 
-    plan: DatasetPlan = ray.get(plan) if isinstance(plan, ray.ObjectRef) else plan
+    if isinstance(plan, ray.ObjectRef):  # fetched and unpickled once per worker process, not per chunk
+        key = plan.hex()
+        if _PLAN_CACHE.get("key") != key:
+            _PLAN_CACHE.update(key=key, plan=ray.get(plan))
+        plan = _PLAN_CACHE["plan"]
     _keep_heap_pages()
     stats = []
     for split, chunk, start, stop in zip(batch["split"], batch["chunk"], batch["start"], batch["stop"], strict=True):
