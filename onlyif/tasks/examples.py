@@ -40,6 +40,26 @@ def _u64_windows(buf: np.ndarray, n_starts: int, offset: int) -> np.ndarray:
     return np.ndarray((buf.shape[0], n_starts), dtype="<u8", buffer=buf, offset=offset, strides=(buf.shape[1], 1))
 
 
+def _first_confirmed(cand: np.ndarray, first: np.ndarray, rest_matches) -> np.ndarray:
+    """Each row's leftmost candidate start (``cand``: rows × starts, its first 8 letters match) for which
+    ``rest_matches(rows, starts)`` confirms the rest of the pattern, written into ``first``; a row whose candidate
+    fails drops it and takes its next one."""
+    rows = np.arange(cand.shape[0])
+    col = cand.argmax(axis=1)
+    keep = cand[rows, col]
+    rows, col = rows[keep], col[keep]
+    while len(rows):
+        ok = rest_matches(rows, col)
+        first[rows[ok]] = col[ok]
+        rows, col = rows[~ok], col[~ok]
+        cand[rows, col] = False  # a false candidate: try the row's next one
+        sub = cand[rows]
+        col = sub.argmax(axis=1)
+        keep = sub[np.arange(len(rows)), col]
+        rows, col = rows[keep], col[keep]
+    return first
+
+
 def _leftmost_fixed(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, p: int, first: np.ndarray) -> np.ndarray:
     """:func:`leftmost` when every pattern has the same length ``p >= 8``: no padding, no masks. The words
     compared start at 0, 8, … and the last one at ``p - 8`` (overlapping), so every read stays in the window."""
@@ -50,23 +70,15 @@ def _leftmost_fixed(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, p: in
     cand = _u64_windows(inp, n_starts, 0) == pat_words[0][:, None]
     if lengths.min() < width:
         cand &= np.arange(n_starts)[None, :] + p <= lengths[:, None]
-    rows = np.arange(n)
-    col = cand.argmax(axis=1)
-    keep = cand[rows, col]
-    rows, col = rows[keep], col[keep]
     tails = [(_u64_windows(inp, n_starts, o), w) for o, w in zip(offsets[1:], pat_words[1:], strict=True)]
-    while len(rows):
+
+    def rest_matches(rows: np.ndarray, col: np.ndarray) -> np.ndarray:
         ok = np.ones(len(rows), dtype=bool)
         for win, w in tails:
             ok &= win[rows, col] == w[rows]
-        first[rows[ok]] = col[ok]
-        rows, col = rows[~ok], col[~ok]
-        cand[rows, col] = False  # a false candidate: try the row's next one
-        sub = cand[rows]
-        col = sub.argmax(axis=1)
-        keep = sub[np.arange(len(rows)), col]
-        rows, col = rows[keep], col[keep]
-    return first
+        return ok
+
+    return _first_confirmed(cand, first, rest_matches)
 
 
 def leftmost(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, pat_len: np.ndarray) -> np.ndarray:
@@ -109,23 +121,15 @@ def leftmost(inp: np.ndarray, lengths: np.ndarray, pat: np.ndarray, pat_len: np.
     cand = win == p64[:, :1] if pmin >= 8 else (win & m64[:, :1]) == p64[:, :1]
     if pmin != pmax or lengths.min() < width:  # the pattern must end inside the row's input
         cand &= np.arange(n_starts)[None, :] + pat_len[:, None] <= lengths[:, None]
-    rows = np.arange(n)
-    col = cand.argmax(axis=1)
-    keep = cand[rows, col]
-    rows, col = rows[keep], col[keep]
     tails = [_u64_windows(buf, n_starts, 8 * k) for k in range(1, words)]
-    while len(rows):
+
+    def rest_matches(rows: np.ndarray, col: np.ndarray) -> np.ndarray:
         ok = np.ones(len(rows), dtype=bool)
         for k, tail in enumerate(tails, start=1):
             ok &= (tail[rows, col] & m64[rows, k]) == p64[rows, k]
-        first[rows[ok]] = col[ok]
-        rows, col = rows[~ok], col[~ok]
-        cand[rows, col] = False  # a false candidate: try the row's next one
-        sub = cand[rows]
-        col = sub.argmax(axis=1)
-        keep = sub[np.arange(len(rows)), col]
-        rows, col = rows[keep], col[keep]
-    return first
+        return ok
+
+    return _first_confirmed(cand, first, rest_matches)
 
 
 def _replace_first(inp, lengths, first, y, y_len, x_len) -> tuple[np.ndarray, np.ndarray]:
