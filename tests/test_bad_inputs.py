@@ -99,6 +99,7 @@ CASES = [
     ("train-fp16-on-cpu", lambda r: ["train", "--config", _train_config(r, "deepspeed: {fp16: true}\n"), "--data", str(r), "--out", str(r / "run")], 2, "fp16"),  # noqa: E501
     ("train-config-only-model", lambda r: ["train", "--config", _train_config(r, f"model: {{pretrained: {_fake_model_dir(r)}}}\n"), "--data", _dataset(r), "--out", str(r / "run")], 1, "no weights"),  # noqa: E501
     ("train-resume-not-a-run", lambda r: ["train", "--resume", str(r)], 1, "case"),
+    ("train-more-workers-than-the-cluster", lambda r: ["train", "--config", _train_config(r, "scaling: {num_workers: 16}\n"), "--data", _dataset(r), "--out", str(r / "run")], 2, "can never have more"),  # noqa: E501
     # --- sweep / report / reproduce
     ("sweep-resume-not-an-experiment", lambda r: ["sweep", "--resume", str(r)], 1, "case"),
     ("sweep-all-points-invalid", lambda r: ["sweep", "--config", _write(r, "s.yaml", "name: s\ngrid: {instructions: [100], budget: [10]}\n"), "--out", str(r / "exp")], 2, "grid"),  # noqa: E501
