@@ -9,6 +9,13 @@ import sys
 from onlyif.errors import OnlyIfError
 from onlyif.net import connect_error
 
+_started_here = False
+
+
+def started_here() -> bool:
+    """Whether this process started its Ray (a local one that cannot grow), rather than joining a cluster."""
+    return _started_here
+
 
 def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
     """Connect to ``RAY_ADDRESS`` if set, else start a quiet local Ray (no dashboard, no driver log spam).
@@ -33,6 +40,8 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
                     # Ray Data). Let the logical CPUs we advertise set the cap instead, as Ray does when they fit.
                     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
                 ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+                global _started_here
+                _started_here = True
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             where = f"connect to the Ray cluster at RAY_ADDRESS={address}" if address else "start a local Ray"

@@ -194,6 +194,11 @@ def _mixture_config(tmp_path: Path) -> Path:
 SCALE_JOB = """
 import ray, time
 ray.init()
+from onlyif.train.api import _check_resources
+from onlyif.train.config import TrainConfig
+# 2 CPUs of workers: more than the 1-CPU head has; the autoscaler (v1: no node types published) may add them
+_check_resources(TrainConfig.model_validate({"scaling": {"num_workers": 2}}))
+print("CHECK passed")
 @ray.remote(num_cpus=1, resources={"worker_node": 1})
 def where():
     return ray.get_runtime_context().get_node_id()
@@ -219,6 +224,7 @@ def test_autoscaler_brings_a_worker_node_up_and_takes_it_down_when_idle(tmp_path
         assert again.returncode == 0 and status(spec) == pids, again.stderr
         # no working_dir: the autoscaler's nodes share the head's temp dir (see onlyif.local_cluster)
         log = _submit(env, None, "python", "-c", SCALE_JOB, timeout=300)
+        assert "CHECK passed" in log and "waiting for its autoscaler" in log
         words = log[log.index("ON ") :].split()
         assert words[1] != words[3], "the task asking for a worker node ran on the head"
         assert words[5] == "2"

@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from onlyif.io import library_versions, write_json_atomic
 from onlyif.lm.batches import join_examples
 from onlyif.lm.codec import CharCodec, Codec
 from onlyif.lm.datasets import dataset_kind, read_rows, split_files
+from onlyif.ray_utils import started_here
 from onlyif.redact import redact
 from onlyif.train.config import TrainConfig
 from onlyif.train.loop import HF_EXPORT, total_optimizer_steps, train_loop
@@ -87,13 +89,17 @@ class _Tokenize:
 
 def _check_resources(cfg: TrainConfig) -> None:
     """Refuse scaling the cluster can never place (instead of waiting forever for workers). On an autoscaling
-    cluster, what its node types could add counts too: the request then waits for the autoscaler."""
+    cluster, what its node types could add counts too (autoscaler v2 publishes them). A joined cluster that
+    publishes none (autoscaler v1, `ray up`'s default) may still grow: the request then waits, with a line saying so,
+    as Ray Train itself would; only a local Ray this process started is known never to grow."""
     import ray
     from ray._private.state import state  # the autoscaler's cluster config, as Ray Train's own check reads it
 
     total = dict(ray.cluster_resources())
-    for name, amount in (state.get_max_resources_from_cluster_config() or {}).items():
+    most = state.get_max_resources_from_cluster_config()
+    for name, amount in (most or {}).items():
         total[name] = max(float(total.get(name, 0)), float(amount))
+    grows = most is None and not started_here()  # a joined cluster whose autoscaler (v1) publishes no node types
     s = cfg.scaling
     need = {"CPU": s.num_workers * s.worker_cpus}
     for name, amount in (s.resources_per_worker or {}).items():
@@ -103,7 +109,13 @@ def _check_resources(cfg: TrainConfig) -> None:
         need.setdefault("GPU", float(s.num_workers))
     for name, amount in need.items():
         have = float(total.get(name, 0))
-        if amount > have + 1e-9:
+        if amount > have + 1e-9 and grows:
+            print(
+                f"scaling: {amount:g} {name} asked, the Ray cluster has {have:g} now; waiting for its autoscaler to "
+                "add nodes (Ctrl-C if it has none that can)",
+                file=sys.stderr,
+            )
+        elif amount > have + 1e-9:
             per = amount / s.num_workers
             raise ConfigError(
                 f"scaling.num_workers: {s.num_workers} workers × {per:g} {name} need {amount:g} {name} but the Ray "
