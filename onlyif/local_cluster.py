@@ -44,6 +44,7 @@ from pathlib import Path
 
 from onlyif.errors import OnlyIfError
 from onlyif.net import connect_error
+from onlyif.ray_utils import LOCAL_RAY_ENV
 
 HOST = "127.0.0.1"
 S3_BUCKET = "onlyif"
@@ -124,7 +125,7 @@ def client_env(spec: ClusterSpec) -> dict[str, str]:
 
 def _server_env(spec: ClusterSpec) -> dict[str, str]:
     env = dict(os.environ)
-    for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
+    for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", LOCAL_RAY_ENV):  # a cluster to join, which may grow
         env.pop(key, None)
     # job entrypoints (`python jobs/...`) and the autoscaler's nodes run this environment's Python
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

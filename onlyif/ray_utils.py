@@ -9,12 +9,14 @@ import sys
 from onlyif.errors import OnlyIfError
 from onlyif.net import connect_error
 
-_started_here = False
+LOCAL_RAY_ENV = "ONLYIF_LOCAL_RAY"
+"""Set by :func:`init_ray` before it starts a local Ray, so that the Ray workers (Tune trials) inherit it."""
 
 
 def started_here() -> bool:
-    """Whether this process started its Ray (a local one that cannot grow), rather than joining a cluster."""
-    return _started_here
+    """Whether this process's Ray is a local one an ``onlyif`` command started (it cannot grow), rather than a
+    cluster it joined; also true in that local Ray's workers."""
+    return os.environ.get(LOCAL_RAY_ENV) == "1"
 
 
 def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
@@ -39,9 +41,8 @@ def init_ray(num_cpus: int | None = None, progress: bool = True) -> None:
                     # time 4x that many workers exist — routine for a sweep (trial, controller, train workers,
                     # Ray Data). Let the logical CPUs we advertise set the cap instead, as Ray does when they fit.
                     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
+                os.environ[LOCAL_RAY_ENV] = "1"  # before ray.init: its raylet and workers inherit it
                 ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
-                global _started_here
-                _started_here = True
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             where = f"connect to the Ray cluster at RAY_ADDRESS={address}" if address else "start a local Ray"
