@@ -144,10 +144,13 @@ def test_sweep_data_cache_on_s3_reuses_a_published_build_and_rebuilds_one_withou
     assert other == first and files(other_dir) == published
     assert other_dir.is_relative_to(tmp_path / "other_node") and objects(s3, prefix) == published
     # a folder without manifest (a build that died while publishing) is not a result: it is built again
+    # (on a third node with an empty cache: nothing there to reuse, so a manifest can only come from a new build)
     s3.delete_object(Bucket=BUCKET, Key=f"{prefix}/manifest.json")
-    _, rebuilt = ensure_dataset(cfg, cache)
+    monkeypatch.setenv("ONLYIF_CACHE_DIR", str(tmp_path / "third_node"))
+    rebuilt_dir, rebuilt = ensure_dataset(cfg, cache)
     after = objects(s3, prefix)
-    assert after["manifest.json"] != published["manifest.json"] and rebuilt["splits"] == first["splits"]
+    assert "manifest.json" in after and rebuilt["splits"] == first["splits"]
+    assert rebuilt_dir.is_relative_to(tmp_path / "third_node") and files(rebuilt_dir) == after
     assert after["train/part-00000.parquet"] == published["train/part-00000.parquet"]
 
 
