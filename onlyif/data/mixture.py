@@ -290,6 +290,11 @@ def _ordered_stats(st: dict[str, Any]) -> dict[str, Any]:
     return {k: st[k] for k in (*TOTALS, "upsample_factor", "selection")}
 
 
+def sources_unchanged(cfg: MixtureConfig, manifest: dict[str, Any]) -> bool:
+    """Whether ``cfg``'s sources still have the content (files' sha256, hub ids) the mixture of ``manifest`` read."""
+    return [resolve_source(s).content for s in cfg.sources] == [s["content"] for s in manifest["sources"]]
+
+
 def cached_mixture(cfg: MixtureConfig, cache_dir: str | Path, progress: bool = False) -> tuple[Path, dict]:
     """The mixture of ``cfg`` under ``cache_dir/<config hash[:16]>``, built only if it is not there yet.
 
@@ -311,8 +316,7 @@ def cached_mixture(cfg: MixtureConfig, cache_dir: str | Path, progress: bool = F
 
     manifest = cached()
     if manifest is not None:
-        now = [resolve_source(s).content for s in cfg.sources]
-        if now != [s["content"] for s in manifest["sources"]]:
+        if not sources_unchanged(cfg, manifest):
             logging.getLogger(__name__).warning(
                 "%s: source files changed since this mixture was built; rebuilding", out
             )

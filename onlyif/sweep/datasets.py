@@ -46,15 +46,13 @@ def ensure_dataset(cfg: TaskConfig, cache: str | Path, progress: bool = False) -
 
 def ensure_mixture(cfg: MixtureConfig, cache: str | Path) -> tuple[Path, dict[str, Any]]:
     """The mixture of ``cfg`` under ``cache/<hash>``, built once (under a file lock, like :func:`ensure_dataset`)."""
-    from onlyif.data.mixture import build_mixture, cached_mixture
-    from onlyif.data.sources import resolve_source
+    from onlyif.data.mixture import build_mixture, cached_mixture, sources_unchanged
 
     if is_uri(cache):
         digest = cfg.config_hash()
 
         def current(manifest: dict[str, Any]) -> bool:  # as cached_mixture: same config, same source files
-            now = [resolve_source(s).content for s in cfg.sources]
-            return manifest.get("config_hash") == digest and now == [s["content"] for s in manifest["sources"]]
+            return manifest.get("config_hash") == digest and sources_unchanged(cfg, manifest)
 
         return _remote_cached(join(cache, digest[:16]), current, lambda d: build_mixture(cfg, d, progress=False))
     root = Path(cache)
