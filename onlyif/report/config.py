@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from onlyif.config import Config
+from onlyif.report.findings import FindingConfig
 
 DEFAULT_METRIC = "test_unseen/exact_match_applied"
 
@@ -23,3 +24,6 @@ class ReportConfig(Config):
     """Accuracy at or below which a point counts as "does not generalize"."""
     high: float = Field(0.8, ge=0.0, le=1.0)
     """Accuracy at or above which a point counts as "generalizes"."""
+    finding: FindingConfig | None = None
+    """A finding beyond emergence and its criteria (``onlyif reproduce --experiment``); when set, its verdict is
+    the report's ``shown``."""

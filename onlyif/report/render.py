@@ -12,6 +12,7 @@ from onlyif.io import write_json_atomic, write_text_atomic
 from onlyif.report.analysis import METRIC_NAMES, build_curves, factor_columns, fmt_bound, metric_columns, summarize
 from onlyif.report.compare import compare, comparison_metrics, lower_is_better, numeric_factor, varying
 from onlyif.report.config import ReportConfig
+from onlyif.report.findings import judge
 from onlyif.report.plots import plot_comparison, plot_heatmap, plot_vs_factor, plot_vs_instructions
 
 
@@ -181,6 +182,9 @@ def write_report(
             top = f"{f.top:.2f}" if f.top is not None else "–"
             md.append(f"| {where} | {thr} | {iv} | {width} | {top} | {f.method} ({f.resamples} resamples) |")
         md.append("")
+    verdict = judge(trials, cfg.finding) if cfg.finding is not None else None
+    if verdict is not None:
+        md += [f"## Finding: {cfg.finding.kind}", "", *(f"- {line}" for line in verdict.lines), ""]
     fields = {
         "metric": cfg.metric,
         "shown": any(c.shown for c in curves) if curves else False,
@@ -198,4 +202,6 @@ def write_report(
             for c in curves
         ],
     }
+    if verdict is not None:  # the finding's verdict, not the emergence of any one curve
+        fields |= {"finding": cfg.finding.kind, "shown": verdict.shown, "conclusion": verdict.lines}
     return _write_files(out, trials, md, made, skipped, title, source, fields)
