@@ -49,3 +49,21 @@ def test_a_training_runs_mlflow_params_are_redacted(tmp_path):
         "hub.token": REDACTED,
         "lr": "0.004",
     }
+
+
+def test_generate_writes_its_manifest_through_redact_unchanged(ray_cluster, tmp_path):
+    """`onlyif generate`'s manifest goes through :func:`redact` like the other manifests. It holds no user-given
+    strings today (counts, digests, versions), so redact must leave it whole: digests and counts are not taken for
+    secrets, and what is written is what is returned."""
+    import json
+
+    from onlyif.config import validate_config
+    from onlyif.data.generate import generate_dataset
+    from onlyif.tasks.config import TaskConfig
+
+    task = {"alphabet_size": 4, "input_length": 6, "pattern_length": 2, "instructions": 4, "budget": 32}
+    cfg = validate_config(TaskConfig, task | {"test_seen": 8, "test_unseen": 8})
+    returned = generate_dataset(cfg, tmp_path / "data", progress=False)
+    written = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert written == returned == redact(written)
+    assert REDACTED not in json.dumps(written) and len(written["splits"]["train"]["digest"]) == 32

@@ -23,6 +23,7 @@ import xxhash
 from onlyif.config import save_config
 from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import atomic_dir, library_versions, write_json_atomic, write_text_atomic
+from onlyif.redact import redact
 from onlyif.tasks.config import TaskConfig
 from onlyif.tasks.examples import DIGEST, generate_chunk, table_digest
 from onlyif.tasks.plan import CHUNK_ROWS, DatasetPlan, build_plan
@@ -253,7 +254,8 @@ def generate_dataset(
                     raise (ConfigError if stat["config_error"] else OnlyIfError)(stat["error"])
                 stats.append(stat)
                 bar.update(1)
-        manifest = _manifest(cfg, plan, stats, time.perf_counter() - start)
+        # like every manifest: shown to others, so no credentials (onlyif.redact)
+        manifest = redact(_manifest(cfg, plan, stats, time.perf_counter() - start))
         save_config(cfg, tmp / "config.yaml")
         write_json_atomic(tmp / "manifest.json", manifest)
         write_text_atomic(tmp / "README.md", dataset_card(manifest))
