@@ -4,6 +4,8 @@ Metric names: our keys may hold ``@`` (``humaneval/pass@1``), which MLflow refus
 ``/ . - :`` and spaces); it is spelled ``_at_`` there and read back by the inverse. Tags: a sweep's child runs
 carry their Tune trial id and grid point (:mod:`onlyif.sweep.mlflow_log` writes them, the report reads them).
 Params: every run's params go through :func:`log_params` (flattened, secrets redacted, cut at MLflow's limits).
+A trial's last Tune result carries :data:`FINAL_KEY` (the trainable sets it; the MLflow logger, the sweep's progress
+and summary and the report read it); it is bookkeeping, not a metric, so it is not logged to MLflow.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ POINT_TAG = "onlyif.point"
 POINT_ID_TAG = "onlyif.point_id"
 PARENT_TAG = "mlflow.parentRunId"
 STOPPED_TAG = "onlyif.stopped_early"
+
+FINAL_KEY = "final"
+"""Set to 1 in a trial's last result: the trial trained and evaluated to the end."""
 
 
 def to_mlflow(key: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from onlyif.errors import OnlyIfError
-from onlyif.mlflow_names import from_mlflow
+from onlyif.mlflow_names import FINAL_KEY, from_mlflow
 
 
 def family_label(families: list[dict[str, Any]] | None) -> str:
@@ -58,7 +58,7 @@ def trials_from_tune(tune_dir: str | Path) -> pd.DataFrame:
     rows = []
     for trial in analysis.trials:
         last = trial.last_result or {}
-        if trial.status != "TERMINATED" or last.get("final") != 1:
+        if trial.status != "TERMINATED" or last.get(FINAL_KEY) != 1:
             continue
         point = trial.config["point"]
         rows.append(_row(point["labels"], last, trial.trial_id, point["id"]))

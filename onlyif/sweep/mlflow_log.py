@@ -13,7 +13,16 @@ from typing import Any
 
 from ray.tune import Callback
 
-from onlyif.mlflow_names import PARENT_TAG, POINT_ID_TAG, POINT_TAG, STOPPED_TAG, TRIAL_TAG, log_params, to_mlflow
+from onlyif.mlflow_names import (
+    FINAL_KEY,
+    PARENT_TAG,
+    POINT_ID_TAG,
+    POINT_TAG,
+    STOPPED_TAG,
+    TRIAL_TAG,
+    log_params,
+    to_mlflow,
+)
 from onlyif.train.tracking import numeric
 
 MANIFEST_KEY = "dataset_manifest"
@@ -24,7 +33,7 @@ EVALUATION_KEY = "evaluation_summary"
 _TUNE_KEYS = {
     "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
     "iterations_since_restore", "done", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
-    "checkpoint_dir_name", "should_checkpoint", "final",
+    "checkpoint_dir_name", "should_checkpoint", FINAL_KEY,
 }  # fmt: skip
 
 
@@ -138,7 +147,7 @@ class MlflowTrialLogger(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_id(trial)
-        if (trial.last_result or {}).get("final") == 1:
+        if (trial.last_result or {}).get(FINAL_KEY) == 1:
             self.client.set_terminated(run_id, status="FINISHED")
         else:  # stopped early by the scheduler: no final metrics, so not a finished point of the grid
             self.client.set_tag(run_id, STOPPED_TAG, "true")

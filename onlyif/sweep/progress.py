@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from onlyif.sweep.trainable import FINAL_KEY
+from onlyif.mlflow_names import FINAL_KEY
 
 
 def _fmt(value: Any) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from onlyif.config import read_yaml, save_config, validate_config
 from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import write_json_atomic
+from onlyif.mlflow_names import FINAL_KEY
 from onlyif.sweep.config import SweepConfig
 from onlyif.sweep.grid import Point, expand_grid
 
@@ -277,7 +278,7 @@ def run_sweep(
     # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
     trials = tune.ExperimentAnalysis(cfg.tune_experiment(exp)).trials
     done = [t for t in trials if t.status == "TERMINATED"]
-    finished = sum(1 for t in done if (t.last_result or {}).get("final") == 1)
+    finished = sum(1 for t in done if (t.last_result or {}).get(FINAL_KEY) == 1)
     stopped = len(done) - finished  # ended early by the ASHA scheduler
     errored = sum(1 for t in trials if t.status == "ERROR")
     wall = time.perf_counter() - t0

@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from onlyif.mlflow_names import FINAL_KEY
 from onlyif.sweep.mlflow_log import EVALUATION_KEY, MANIFEST_KEY
-
-FINAL_KEY = "final"
-"""Set to 1 in a trial's last result: the trial trained and evaluated to the end."""
 
 
 def _applied_counts(roots: dict[str, Path], limit: int | None) -> dict[str, float]:
