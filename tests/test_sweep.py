@@ -1,5 +1,5 @@
 """Sweeps: grid expansion, a tiny 2×2 grid (one point skipped) end to end on local Ray + MLflow sqlite, ASHA, and
-resume after SIGINT."""
+resume after SIGINT and after SIGKILL."""
 
 from __future__ import annotations
 
@@ -208,45 +208,83 @@ def _tune_finished(exp: Path) -> int:
     return done
 
 
+def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, f"sweep ended before {what}:\n{proc.stdout.read()}"
+    assert ready(), f"no {what} within {timeout} s"
+
+
+def _child_count(exp: Path) -> int:
+    try:
+        return len(_child_runs(exp)[1])
+    except Exception:  # the subprocess is still creating the experiment or its store
+        return 0
+
+
 @pytest.mark.slow
-def test_interrupted_sweep_resumes_without_duplicate_runs(ray_cluster, tmp_path):
+def test_interrupted_and_killed_sweep_resumes_without_duplicate_runs(ray_cluster, tmp_path):
+    """A 3-point sweep: SIGINT after the first trial, ``--resume`` in a subprocess SIGKILLed after the second while
+    the third trains, then ``--resume`` here: only unfinished trials run, and MLflow ends with one FINISHED child
+    run per grid point, with no metric step logged twice."""
+    from mlflow import MlflowClient
+
     from onlyif.sweep.run import run_sweep
 
-    data = json.loads(json.dumps(TINY)) | {"name": "resume", "grid": {"instructions": [2, 4], "budget": [32]}}
+    data = json.loads(json.dumps(TINY)) | {"name": "resume", "grid": {"instructions": [2, 4, 8], "budget": [32]}}
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(data))
     exp = tmp_path / "exp"
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2")
+    # the drivers join the session's Ray (as `ray job submit` would run them on a cluster): no Ray start per run
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address)
+    popen = {"env": env, "cwd": REPO, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+
+    # 1. SIGINT (Ctrl-C) after the first trial finished
     proc = subprocess.Popen(
-        [sys.executable, "-m", "onlyif.cli", "sweep", "--config", str(config), "--out", str(exp)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [sys.executable, "-m", "onlyif.cli", "sweep", "--config", str(config), "--out", str(exp)], **popen
     )
-    deadline = time.monotonic() + 240
-    while _tune_finished(exp) < 1 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, f"sweep ended before it could be interrupted:\n{proc.stdout.read()}"
+    _wait_for(proc, lambda: _tune_finished(exp) >= 1, "the first trial finished")
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, output
     assert _tune_finished(exp) == 1, output
     assert "continue with: onlyif sweep --resume" in output
     # Live progress, as plain lines off a terminal: each trial's start and end with its point, epoch and loss.
-    assert "sweep [0/2 done, 1 running" in output and " start I=" in output
-    assert re.search(r"sweep \[1/2 done, \d running, \d+ s\] done  I=\d,B=32,seed=0  epoch 1/1  loss \d", output), (
+    assert "sweep [0/3 done, 1 running" in output and " start I=" in output
+    assert re.search(r"sweep \[1/3 done, \d running, \d+ s\] done  I=\d,B=32,seed=0  epoch 1/1  loss \d", output), (
         output
     )
 
+    # 2. `--resume`, its driver SIGKILLed once the second trial finished and the third has its MLflow run: no
+    # handler runs, nothing is closed (Ray then ends the dead driver's trial actors)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onlyif.cli", "sweep", "--resume", str(exp)], start_new_session=True, **popen
+    )
+    _wait_for(proc, lambda: _tune_finished(exp) >= 2 and _child_count(exp) == 3, "the third trial started")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert _tune_finished(exp) == 2
+    state, runs = _child_runs(exp)
+    client = MlflowClient(state["tracking_uri"])
+    assert [r.info.status for r in runs].count("RUNNING") >= 1  # what the kill left behind
+
+    # 3. `--resume` again (in this process): the unfinished trial only
     out = run_sweep(None, exp, resume=True, echo=lambda *_: None)
-    assert (out.finished, out.total) == (2, 2)
+    assert (out.finished, out.total, out.errored) == (3, 3, 0)
     _, runs = _child_runs(exp)
-    trial_ids = [r.data.tags["onlyif.trial_id"] for r in runs]
-    assert len(runs) == 2 and len(set(trial_ids)) == 2  # no duplicate child runs after the resume
-    assert all(r.info.status == "FINISHED" for r in runs)
-    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 2
+    points = sorted(r.data.tags["onlyif.point_id"] for r in runs)
+    assert points == ["I=2,B=32,seed=0", "I=4,B=32,seed=0", "I=8,B=32,seed=0"]  # one child run per grid point
+    assert len({r.data.tags["onlyif.trial_id"] for r in runs}) == 3
+    assert [r.info.status for r in runs] == ["FINISHED"] * 3, [
+        (r.data.tags["onlyif.point_id"], r.info.status) for r in runs
+    ]
+    for r in runs:  # no step logged twice by the driver that restarted the trial
+        for key in ("train_loss", "test_unseen/exact_match_applied"):
+            assert [m.step for m in client.get_metric_history(r.info.run_id, key)] == [1], (r.info.run_name, key)
+    assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
+    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 3
 
 
 def test_cli_dry_run_lists_points_and_refuses_bad_combinations(tmp_path, capsys):
