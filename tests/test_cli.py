@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from onlyif import __version__
-from onlyif.cli import COMMANDS
+from onlyif.cli import COMMANDS, build_parser
 from onlyif.config import apply_overrides, load_config
 from onlyif.errors import ConfigError
 from onlyif.tasks.config import TaskConfig
@@ -26,6 +26,23 @@ def test_version_and_help_list_every_subcommand():
     for name in COMMANDS:
         assert name in help_text
     assert set(COMMANDS) >= {"generate", "mix", "train", "eval", "sweep", "report", "reproduce"}
+
+
+def test_one_progress_flag_spelling_and_the_old_one_still_parses(capsys):
+    """Every command that draws progress bars turns them off with ``--no-progress``; ``generate --quiet`` (the old
+    spelling) still parses but is no longer offered."""
+    with_progress = []
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            build_parser(name).parse_args([name, "--help"])
+        assert exit_.value.code == 0
+        help_text = capsys.readouterr().out
+        assert "--quiet" not in help_text, name
+        if "--no-progress" in help_text:
+            with_progress.append(name)
+    assert with_progress == ["generate", "mix"]
+    args = build_parser("generate").parse_args(["generate", "--out", "d", "--quiet"])
+    assert args.quiet and not args.no_progress
 
 
 def test_overrides_set_nested_keys_with_yaml_values():

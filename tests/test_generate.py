@@ -49,7 +49,7 @@ def write_config(tmp_path: Path, data: dict, name: str = "cfg.yaml") -> Path:
 def small_dataset(ray_cluster, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("gen")
     out = tmp / "data"
-    assert main(["generate", "--config", str(write_config(tmp, SMALL)), "--out", str(out), "--quiet"]) == 0
+    assert main(["generate", "--config", str(write_config(tmp, SMALL)), "--out", str(out), "--no-progress"]) == 0
     return out
 
 
@@ -146,13 +146,13 @@ def test_existing_output_is_refused_unless_overwrite(ray_cluster, tmp_path, caps
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     cfg = write_config(tmp_path, {**SMALL, "test_domain": None})
-    assert main(["generate", "--config", str(cfg), "--out", str(out), "--quiet"]) == 1
+    assert main(["generate", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 1
     assert "not empty" in capsys.readouterr().err and (out / "keep.txt").exists()
-    assert main(["generate", "--config", str(cfg), "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert main(["generate", "--config", str(cfg), "--out", str(out), "--no-progress", "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and (out / "train").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temp dirs left behind
     # a place where no folder can be made: one line naming it, before any work
-    assert main(["generate", "--config", str(cfg), "--out", "/proc/onlyif-out", "--quiet"]) == 1
+    assert main(["generate", "--config", str(cfg), "--out", "/proc/onlyif-out", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
     assert "--out /proc/onlyif-out: cannot create a folder in /proc (" in err, err
     assert len(err.splitlines()) == 1
@@ -188,7 +188,7 @@ def test_bad_configs_exit_2_with_one_line_and_no_output(ray_cluster, tmp_path, c
     base = {"alphabet_size": 6, "input_length": 10, "pattern_length": 3, "instructions": 20, "budget": 200}
     cfg = write_config(tmp_path, {**base, **change})
     out = tmp_path / "out"
-    args = ["generate", "--config", str(cfg), "--out", str(out), "--quiet"]
+    args = ["generate", "--config", str(cfg), "--out", str(out), "--no-progress"]
     for item in overrides:
         args += ["--set", item]
     assert main(args) == 2

@@ -68,7 +68,7 @@ def test_generate_to_s3_publishes_the_local_bytes_refuses_and_overwrites(s3, ray
     local = generate_dataset(cfg, tmp_path / "local", progress=False)
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(TASK))
     uri = f"s3://{BUCKET}/gen"
-    argv = ["generate", "--config", str(tmp_path / "task.yaml"), "--out", uri, "--quiet"]
+    argv = ["generate", "--config", str(tmp_path / "task.yaml"), "--out", uri, "--no-progress"]
     assert main(argv) == 0
     remote, mine = objects(s3, "gen"), files(tmp_path / "local")
     assert set(remote) == set(mine) and any(k.startswith("test_unseen/part-") for k in remote)
@@ -93,7 +93,7 @@ def test_generate_to_s3_publishes_the_local_bytes_refuses_and_overwrites(s3, ray
 
 def test_bad_uris_and_missing_manifests_fail_in_one_line(s3, tmp_path, capsys, monkeypatch):
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(TASK))
-    gen = ["generate", "--config", str(tmp_path / "task.yaml"), "--quiet", "--out"]
+    gen = ["generate", "--config", str(tmp_path / "task.yaml"), "--no-progress", "--out"]
     cases = [
         (gen + ["nope://bucket/x"], 2, "--out nope://bucket/x: not a storage URI pyarrow can open"),
         (gen + [f"s3://{BUCKET}"], 2, f"--out s3://{BUCKET}: give a folder inside a bucket"),

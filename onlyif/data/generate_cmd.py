@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["none", "zstd", "snappy", "lz4", "gzip", "brotli"],
         help="parquet codec (default: none — fastest; zstd makes the files ~2.6x smaller at ~3x the write time)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Deprecated spelling (before --no-progress was the one flag of every command); also drops the summary.
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         overwrite=args.overwrite,
         num_blocks=args.num_blocks,
-        progress=not args.quiet,
+        progress=not (args.no_progress or args.quiet),
         compression=args.compression,
     )
     if not args.quiet:
