@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from onlyif.report.config import ReportConfig
-from onlyif.report.findings import NoopFinding, judge
+from onlyif.report.findings import NoopFinding, SkewFinding, judge
 from onlyif.report.render import write_report
 
 UNSEEN = "test_unseen/exact_match_applied"
@@ -62,6 +62,32 @@ def test_noop_not_shown(half, why):
 def test_noop_not_shown_when_seen_rules_are_not_learned():
     trials = _trials({(0.1,): [0.0, 0.02, 0.85, 0.9], (0.5,): [0.0, 0.05, 0.8, 0.92]}, "task.noop_share", seen=0.6)
     assert not judge(trials, NoopFinding()).shown
+
+
+def _skew(few: list[float], many: list[float]) -> pd.DataFrame:
+    """Trials at I=1000 and I=10000 for uniform, α=0.5 and α=0.05 (trials store uniform as the word)."""
+    rows = []
+    for inst, accs in ((1000, few), (10000, many)):
+        for alpha, acc in zip(("uniform", 0.5, 0.05), accs, strict=True):
+            rows.append(
+                {"point_id": f"I={inst},α={alpha}", "instructions": inst, "task.frequency_alpha": alpha, UNSEEN: acc}
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("few", "many", "shown"),
+    [
+        ([0.85, 0.8, 0.3], [0.9, 0.9, 0.85], True),  # few rules collapse at the heaviest skew, many hold up
+        ([0.85, 0.8, 0.7], [0.9, 0.9, 0.85], False),  # no collapse
+        ([0.85, 0.8, 0.3], [0.9, 0.9, 0.6], False),  # many rules collapse too
+        ([0.6, 0.5, 0.1], [0.9, 0.9, 0.85], False),  # few rules never generalized, even uniform
+    ],
+)
+def test_skew_verdict(few, many, shown):
+    verdict = judge(_skew(few, many), SkewFinding())
+    assert verdict.shown is shown, verdict.lines
+    assert verdict.lines[0].startswith("I=1000: uniform") and "α=0.05" in verdict.lines[0]
 
 
 def test_the_finding_is_the_reports_verdict(tmp_path):

@@ -34,7 +34,19 @@ class NoopFinding(Config):
     """Largest / smallest emergence threshold (logistic fit in log10 I, crossing 0.5) across shares."""
 
 
-FindingConfig = Annotated[NoopFinding, Field(discriminator="kind")]
+class SkewFinding(Config):
+    """Power-law rule frequencies: few rules collapse under strong skew, many rules hold up."""
+
+    kind: Literal["skew"] = "skew"
+    high: float = Field(0.8, ge=0.0, le=1.0)
+    """Both I values generalize under uniform frequencies: unseen-rule accuracy (applied) at least this."""
+    min_drop: float = Field(0.3, ge=0.0, le=1.0)
+    """At the fewest I, accuracy falls by at least this from uniform to the most skewed α (collapse)."""
+    max_drop: float = Field(0.1, ge=0.0, le=1.0)
+    """At the most I, accuracy falls by at most this from uniform at every α (holds up)."""
+
+
+FindingConfig = Annotated[NoopFinding | SkewFinding, Field(discriminator="kind")]
 
 
 @dataclass
@@ -87,9 +99,35 @@ def judge_noop(trials: pd.DataFrame, cfg: NoopFinding) -> Verdict:
     return Verdict(bool(ok), lines)
 
 
-JUDGES = {"noop": judge_noop}
+def _alpha_key(a: object) -> float:
+    """Skew order: uniform first, then α from 1 down (density α·x^(α−1): smaller α, heavier skew)."""
+    return -np.inf if a == "uniform" else -float(a)
 
 
-def judge(trials: pd.DataFrame, cfg: NoopFinding) -> Verdict:
+def judge_skew(trials: pd.DataFrame, cfg: SkewFinding) -> Verdict:
+    means = _means(trials, ["task.frequency_alpha", "instructions"], [UNSEEN])[UNSEEN]
+    alphas = sorted({a for a, _ in means.index}, key=_alpha_key)
+    few, many = int(trials["instructions"].min()), int(trials["instructions"].max())
+    if alphas[0] != "uniform" or len(alphas) < 2:
+        return Verdict(False, ["Finding (skew) NOT SHOWN: the grid needs uniform frequencies and at least one α."])
+    row = {i: [float(means[(a, i)]) for a in alphas] for i in (few, many)}
+    names = ["uniform" if a == "uniform" else f"α={a:g}" for a in alphas]
+    lines = [f"I={i}: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, row[i], strict=True)) for i in (few, many)]
+    base_ok = min(row[few][0], row[many][0]) >= cfg.high
+    collapse = row[few][0] - row[few][-1]
+    worst_many = row[many][0] - min(row[many])
+    ok = base_ok and collapse >= cfg.min_drop and worst_many <= cfg.max_drop
+    lines.append(
+        f"Finding (skew) {'SHOWN' if ok else 'NOT SHOWN'}: criteria — uniform accuracy ≥ {cfg.high:g} at both I "
+        f"[{row[few][0]:.2f}, {row[many][0]:.2f}], a drop ≥ {cfg.min_drop:g} at I={few} from uniform to "
+        f"{names[-1]} [{collapse:.2f}], a drop ≤ {cfg.max_drop:g} at I={many} at every α [{worst_many:.2f}]."
+    )
+    return Verdict(bool(ok), lines)
+
+
+JUDGES = {"noop": judge_noop, "skew": judge_skew}
+
+
+def judge(trials: pd.DataFrame, cfg: NoopFinding | SkewFinding) -> Verdict:
     """The verdict of the finding ``cfg`` states, from one row per finished trial (grid labels + final metrics)."""
     return JUDGES[cfg.kind](trials, cfg)
