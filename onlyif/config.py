@@ -8,6 +8,8 @@ what is allowed. Subsystems keep their own config classes next to their code (``
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -57,6 +59,11 @@ class Config(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def config_hash(self) -> str:
+        """sha256 of the config's canonical JSON (sorted keys, ``json.dumps``'s default separators): the cache key
+        of the dataset or mixture it builds, written into its manifest."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def _int_range(value: Any) -> Any:

@@ -8,7 +8,6 @@ the end (a failed run leaves nothing).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -132,11 +131,6 @@ def split_digest(split_dir: str | Path) -> str:
     return combine_digests([table_digest(pq.read_table(p)) for p in parts])
 
 
-def config_hash(cfg: TaskConfig) -> str:
-    """sha256 of the canonical JSON of a config: the cache key of a dataset."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
-
-
 def _manifest(cfg: TaskConfig, plan: DatasetPlan, stats: list[dict], seconds: float) -> dict[str, Any]:
     splits: dict[str, Any] = {}
     for name, sp in plan.splits.items():
@@ -161,7 +155,7 @@ def _manifest(cfg: TaskConfig, plan: DatasetPlan, stats: list[dict], seconds: fl
     return {
         "format": FORMAT,
         "seed": cfg.seed,
-        "config_sha256": config_hash(cfg),
+        "config_sha256": cfg.config_hash(),
         "chunk_rows": CHUNK_ROWS,
         "digest_algorithm": DIGEST,
         "splits": splits,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -242,11 +240,6 @@ class MixtureConfig(Config):
         if all(s.fraction is not None for s in self.sources):
             return allocate(self.budget, [s.fraction for s in self.sources])
         return [self.budget]
-
-    def config_hash(self) -> str:
-        """sha256 of the canonical JSON of the config: the cache key of the mixture it builds."""
-        payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def absolute_paths(mixture: dict[str, Any], base: str | os.PathLike) -> dict[str, Any]:

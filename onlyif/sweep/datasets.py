@@ -23,10 +23,10 @@ def ensure_dataset(cfg: TaskConfig, cache: str | Path, progress: bool = False) -
     first one instead of generating twice; a half-written dataset never appears (``generate_dataset`` writes
     into a temp folder and renames it).
     """
-    from onlyif.data.generate import config_hash, generate_dataset
+    from onlyif.data.generate import generate_dataset
 
     if is_uri(cache):
-        digest = config_hash(cfg)
+        digest = cfg.config_hash()
         return _remote_cached(
             join(cache, digest[:16]),
             lambda m: m.get("config_sha256") == digest,
@@ -34,7 +34,7 @@ def ensure_dataset(cfg: TaskConfig, cache: str | Path, progress: bool = False) -
         )
     root = Path(cache)
     root.mkdir(parents=True, exist_ok=True)
-    key = config_hash(cfg)[:16]
+    key = cfg.config_hash()[:16]
     out = root / key
     with FileLock(str(root / f".{key}.lock")):
         manifest_file = out / "manifest.json"
