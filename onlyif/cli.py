@@ -16,6 +16,7 @@ import traceback
 
 from onlyif import __version__
 from onlyif.errors import OnlyIfError
+from onlyif.ray_errors import user_error
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("onlyif.data.generate_cmd", "build the synthetic rewrite-task splits with Ray Data"),
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except OnlyIfError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"onlyif {args.command}: error: {exc}", file=sys.stderr)
+        print(f"onlyif {args.command}: error: {user_error(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"onlyif {args.command}: interrupted", file=sys.stderr)

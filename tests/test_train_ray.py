@@ -243,3 +243,7 @@ def test_small_and_large_train_splits_tokenize_to_the_same_shards(data, monkeypa
     monkeypatch.setattr(api, "IN_PROCESS_BYTES", 0)  # every split counts as large: Ray Data map_batches
     assert shard_rows(tiny_cfg()) == in_process
     assert in_process[0] == 128 and len(in_process[1]) == 2  # 256 rows over 2 workers, in file order
+    # a row too long for the model, met in a Ray Data task: handed back as data, raised here as the same one line
+    with pytest.raises(OnlyIfError, match=r"/train: prompt '.*': prompt\+response is \d+ tokens, longer than") as exc:
+        api._train_shards(tiny_cfg(model__n_positions=16), data, CharCodec(), "synthetic")
+    assert str(exc.value).startswith(f"{data / 'train'}: prompt") and "\n" not in str(exc.value)

@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 import xxhash
 
 from onlyif.config import save_config
-from onlyif.errors import ConfigError, OnlyIfError
+from onlyif.errors import OnlyIfError
 from onlyif.io import atomic_dir, library_versions, write_json_atomic, write_text_atomic
+from onlyif.ray_errors import error_record, raise_recorded
 from onlyif.redact import redact
 from onlyif.tasks.config import TaskConfig
 from onlyif.tasks.examples import DIGEST, generate_chunk, table_digest
@@ -92,14 +93,14 @@ def _write_chunks(batch: dict[str, np.ndarray], plan: Any, root: str, compressio
     for split, chunk, start, stop in zip(batch["split"], batch["chunk"], batch["start"], batch["stop"], strict=True):
         try:
             table = generate_chunk(plan.splits[str(split)], plan.seed, int(chunk), int(start), int(stop))
-        except OnlyIfError as exc:  # handed back as data: Ray would wrap it beyond recognition
-            stats.append(json.dumps({"error": str(exc), "config_error": isinstance(exc, ConfigError)}))
+        except OnlyIfError as exc:  # handed back as data (onlyif.ray_errors)
+            stats.append(json.dumps(error_record(exc)))
             continue
         try:
             write_part(table, Path(root) / str(split) / part_name(int(chunk)), compression)
-        except OSError as exc:  # a full disk, a quota: Ray Data would keep only the text of the error
+        except OSError as exc:  # a full disk, a quota: handed back as data too, naming --out on the driver
             reason = os.strerror(exc.errno) if exc.errno else str(exc).splitlines()[0]
-            stats.append(json.dumps({"error": f"cannot write ({reason})", "config_error": False, "write": True}))
+            stats.append(json.dumps(error_record(OnlyIfError(f"cannot write ({reason})"), write=True)))
             continue
         counts = table.group_by(["domain", "k"]).aggregate([("noop", "count")]).to_pydict()
         families = {
@@ -242,10 +243,7 @@ def generate_dataset(
         with tqdm(total=len(jobs), desc="generate", unit="part", disable=not progress, leave=False) as bar:
             for row in ds.iter_rows():
                 stat = json.loads(row["stats"])
-                if stat.get("write"):
-                    raise OnlyIfError(f"--out {out}: {stat['error']}")
-                if "error" in stat:
-                    raise (ConfigError if stat["config_error"] else OnlyIfError)(stat["error"])
+                raise_recorded(stat, f"--out {out}: " if stat.get("write") else "")
                 stats.append(stat)
                 bar.update(1)
         # like every manifest: shown to others, so no credentials (onlyif.redact)

@@ -18,8 +18,8 @@ files from the URI and Ray Train restores the checkpoint from it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -33,6 +33,7 @@ from onlyif.io import library_versions, write_json_atomic
 from onlyif.lm.batches import join_examples
 from onlyif.lm.codec import CharCodec, Codec
 from onlyif.lm.datasets import dataset_kind, read_rows, split_files
+from onlyif.ray_errors import ERROR_COLUMN, error_record, raise_first_in
 from onlyif.ray_utils import started_here
 from onlyif.redact import redact
 from onlyif.train.config import TrainConfig
@@ -62,7 +63,8 @@ class TrainOutcome:
 
 
 class _Tokenize:
-    """Rows → ``input_ids`` (prompt+response) and ``prompt_len`` (a Ray Data ``map_batches`` callable)."""
+    """Rows → ``input_ids`` (prompt+response) and ``prompt_len`` (a Ray Data ``map_batches`` callable), plus the
+    :data:`~onlyif.ray_errors.ERROR_COLUMN` that carries a bad row's error back as data (one row, no tokens)."""
 
     def __init__(self, codec: Codec, max_length: int, truncate: bool) -> None:
         self.codec, self.max_length, self.truncate = codec, max_length, truncate
@@ -71,18 +73,23 @@ class _Tokenize:
         import pyarrow as pa
 
         rows = {k: list(v) for k, v in batch.items()}
-        prompts, responses = self.codec.encode(rows)
-        seqs, plens = join_examples(
-            prompts,
-            responses,
-            self.max_length,
-            self.truncate,
-            lambda i: f"prompt {self.codec.prompt_texts(rows)[i]!r}",
-        )
+        try:
+            prompts, responses = self.codec.encode(rows)
+            seqs, plens = join_examples(
+                prompts,
+                responses,
+                self.max_length,
+                self.truncate,
+                lambda i: f"prompt {self.codec.prompt_texts(rows)[i]!r}",
+            )
+            ids, errors = [s.tolist() for s in seqs], pa.nulls(len(plens), pa.string())
+        except OnlyIfError as exc:
+            ids, plens, errors = [[]], [0], pa.array([json.dumps(error_record(exc))])
         return pa.table(
             {
-                "input_ids": pa.array([s.tolist() for s in seqs], type=pa.list_(pa.int32())),
+                "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
                 "prompt_len": pa.array(plens, type=pa.int32()),
+                ERROR_COLUMN: errors,
             }
         )
 
@@ -150,37 +157,29 @@ def _train_shards(
     import pyarrow as pa
     import pyarrow.parquet as pq
     import ray.data
-    from ray.exceptions import RayTaskError
 
     files = split_files(data_dir, "train")
     cols = ["rule_x", "rule_y", "input", "output"] if kind == "synthetic" else ["prompt", "response"]
     tokenize = _Tokenize(codec, _max_length(cfg), truncate=kind == "text")
-    try:
-        if sum(f.stat().st_size for f in files) < IN_PROCESS_BYTES:
-            table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
-            ds = ray.data.from_arrow(tokenize({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}))
-        else:
-            paths = [f"{uri.rstrip('/')}/train/{f.name}" if uri else str(f) for f in files]
-            ds = ray.data.read_parquet(paths, columns=cols, override_num_blocks=max(len(files), 2))
-            ds.context.execution_options.preserve_order = True
-            ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096).materialize()
-    except (OnlyIfError, RayTaskError) as exc:  # a bad row, raised here or inside a Ray Data task
-        cause = exc if isinstance(exc, OnlyIfError) else _user_error(exc)
-        if cause is None:
-            raise
-        raise OnlyIfError(f"{data_dir / 'train'}: {cause}") from None
+    bad_row = f"{data_dir / 'train'}: "  # a bad row's error, handed back as data (onlyif.ray_errors)
+    if sum(f.stat().st_size for f in files) < IN_PROCESS_BYTES:
+        table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+        tokens = tokenize({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols})
+        raise_first_in(tokens[ERROR_COLUMN], bad_row)
+        ds = ray.data.from_arrow(tokens.drop_columns([ERROR_COLUMN]))
+    else:
+        paths = [f"{uri.rstrip('/')}/train/{f.name}" if uri else str(f) for f in files]
+        ds = ray.data.read_parquet(paths, columns=cols, override_num_blocks=max(len(files), 2))
+        ds.context.execution_options.preserve_order = True
+        ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096).materialize()
+        for errors in ds.select_columns([ERROR_COLUMN]).iter_batches(batch_format="pyarrow", batch_size=None):
+            raise_first_in(errors[ERROR_COLUMN], bad_row)
+        ds = ds.drop_columns([ERROR_COLUMN]).materialize()
     rows = ds.count()
     per_worker = rows // cfg.scaling.num_workers
     if per_worker == 0:
         raise OnlyIfError(f"{data_dir / 'train'}: {rows} usable rows for {cfg.scaling.num_workers} workers")
     return ds.split(cfg.scaling.num_workers, equal=True), per_worker
-
-
-def _user_error(exc: BaseException) -> OnlyIfError | None:
-    """The :class:`OnlyIfError` a Ray Data UDF raised. Ray re-raises it as ``RayTaskError(UserCodeException)``
-    carrying only the remote traceback text, so the message is read back from that text."""
-    match = re.search(r"onlyif\.errors\.(?:OnlyIfError|ConfigError): (.+)", str(exc))
-    return OnlyIfError(match.group(1).strip()) if match else None
 
 
 def eval_split_dirs(splits: list[str], data_dir: Path | None, eval_data: list[Path]) -> dict[str, Path]:
