@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("onlyif.sweep.sweep_cmd", "run a budget-vs-diversity grid with Ray Tune and MLflow"),
     "report": ("onlyif.sweep.report_cmd", "turn a sweep into curves, heatmaps and the emergence threshold"),
     "recommend": (
-        "onlyif.report.recommend_cmd",
+        "onlyif.sweep.recommend_cmd",
         "fit a finished sweep's metric on its grid labels and propose a mixture (or I) for a budget",
     ),
     "reproduce": ("onlyif.sweep.reproduce_cmd", "run the embedded-default emergence reproduction (CPU-sized)"),

@@ -66,6 +66,14 @@ class Config(BaseModel):
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
+def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    """``d["a"]["b"] = value`` for ``dotted`` = ``a.b`` (missing levels created, the value copied)."""
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = copy.deepcopy(value)
+
+
 def _int_range(value: Any) -> Any:
     """Accept ``n`` or ``[min, max]`` and normalize to a ``(min, max)`` tuple."""
     if isinstance(value, bool):

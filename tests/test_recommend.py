@@ -12,7 +12,8 @@ import pytest
 from onlyif.config import load_config
 from onlyif.data.mixture_config import MixtureConfig
 from onlyif.errors import ConfigError
-from onlyif.report.recommend import recommend, write_recommendation
+from onlyif.report.recommend import recommend
+from onlyif.report.recommend_output import write_recommendation
 
 LOSS = "test_code/loss"
 SOURCES = ("code", "alpaca", "orca")

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from onlyif.config import Config
+from onlyif.config import Config, set_dotted
+from onlyif.errors import ConfigError
 from onlyif.mixing.normalize import FORMAT_FIELDS
 
 RecordFormat = Literal["alpaca", "messages", "sharegpt", "prompt_response"]
@@ -240,6 +241,35 @@ class MixtureConfig(Config):
         if all(s.fraction is not None for s in self.sources):
             return allocate(self.budget, [s.fraction for s in self.sources])
         return [self.budget]
+
+
+def mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
+    """The mixture dict of one grid point: budget, seed and ``mixture.*`` axes set on a copy of ``base``."""
+    mixture = copy.deepcopy(base)
+    sources = {s.get("name"): s for s in mixture.get("sources") or [] if isinstance(s, dict)}
+
+    def source(name: str, key: str) -> dict[str, Any]:
+        if name not in sources:
+            raise ConfigError(f"grid.axes: {key} names source {name!r}, not in the mixture ({sorted(sources)})")
+        return sources[name]
+
+    for key, value in labels.items():
+        if key in ("budget", "seed"):
+            mixture[key] = value
+        elif key in ("mixture.fractions", "mixture.counts"):
+            field_name, other = ("fraction", "count") if key == "mixture.fractions" else ("count", "fraction")
+            for name, amount in value.items():
+                src = source(name, key)
+                src[field_name] = amount
+                src.pop(other, None)
+        elif key.startswith("mixture.sources."):
+            name, _, rest = key.removeprefix("mixture.sources.").partition(".")
+            if not rest:
+                raise ConfigError(f"grid.axes: {key} must name a field, e.g. mixture.sources.{name}.selection")
+            set_dotted(source(name, key), rest, value)
+        elif key.startswith("mixture."):
+            set_dotted(mixture, key.removeprefix("mixture."), value)
+    return mixture
 
 
 def absolute_paths(mixture: dict[str, Any], base: str | os.PathLike) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from onlyif.config import validate_config
+from onlyif.config import set_dotted, validate_config
+from onlyif.data.mixture_config import mixture_point
 from onlyif.errors import ConfigError
 from onlyif.sweep.config import SweepConfig
 
@@ -39,14 +40,6 @@ class Point:
         return out | ({"mixture": self.mixture} if self.mixture is not None else {})
 
 
-def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
-    """``d["a"]["b"] = value`` for ``dotted`` = ``a.b`` (missing levels created, the value copied)."""
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-    d[parts[-1]] = copy.deepcopy(value)
-
-
 _SHORT = {"instructions": "I", "budget": "B", "examples_per_instruction": "S", "seed": "seed"}
 
 
@@ -70,35 +63,6 @@ def _combinations(axes: list[tuple[str, list[Any]]]) -> Iterator[tuple[str, dict
             raise ConfigError(f"grid: two points share the id {pid!r} (duplicate values in a grid list?)")
         seen.add(pid)
         yield pid, labels
-
-
-def mixture_point(base: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
-    """The mixture dict of one grid point: budget, seed and ``mixture.*`` axes set on a copy of ``base``."""
-    mixture = copy.deepcopy(base)
-    sources = {s.get("name"): s for s in mixture.get("sources") or [] if isinstance(s, dict)}
-
-    def source(name: str, key: str) -> dict[str, Any]:
-        if name not in sources:
-            raise ConfigError(f"grid.axes: {key} names source {name!r}, not in the mixture ({sorted(sources)})")
-        return sources[name]
-
-    for key, value in labels.items():
-        if key in ("budget", "seed"):
-            mixture[key] = value
-        elif key in ("mixture.fractions", "mixture.counts"):
-            field_name, other = ("fraction", "count") if key == "mixture.fractions" else ("count", "fraction")
-            for name, amount in value.items():
-                src = source(name, key)
-                src[field_name] = amount
-                src.pop(other, None)
-        elif key.startswith("mixture.sources."):
-            name, _, rest = key.removeprefix("mixture.sources.").partition(".")
-            if not rest:
-                raise ConfigError(f"grid.axes: {key} must name a field, e.g. mixture.sources.{name}.selection")
-            set_dotted(source(name, key), rest, value)
-        elif key.startswith("mixture."):
-            set_dotted(mixture, key.removeprefix("mixture."), value)
-    return mixture
 
 
 def _source_shares(cfg: MixtureConfig) -> dict[str, float]:

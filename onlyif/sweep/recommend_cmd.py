@@ -37,7 +37,8 @@ def make_recommendation(
     JSON dict. The default ``out`` (``EXP_DIR/recommend``), or a folder holding an earlier ``recommend.json``, is
     replaced without ``overwrite``."""
     from onlyif.io import atomic_dir
-    from onlyif.report.recommend import recommend, write_recommendation
+    from onlyif.report.recommend import recommend
+    from onlyif.report.recommend_output import write_recommendation
     from onlyif.sweep.report_cmd import load_trials
 
     if budget is not None and budget < 1:
