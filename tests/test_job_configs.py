@@ -4,20 +4,25 @@ commands that launch it (locally and with ``ray job submit``)."""
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import pytest
 
 from onlyif.config import load_config
 
-CONFIGS = sorted((Path(__file__).parents[1] / "jobs" / "configs").glob("*.yaml"))
-CLASSES = {
+ROOT = Path(__file__).parents[1]
+CONFIGS = sorted((ROOT / "jobs" / "configs").glob("*.yaml"))
+CLASSES = {  # the config class each command loads its --config into
     "generate": "onlyif.tasks.config:TaskConfig",
     "train": "onlyif.train.config:TrainConfig",
     "sweep": "onlyif.sweep.config:SweepConfig",
     "reproduce": "onlyif.sweep.config:SweepConfig",
     "mix": "onlyif.data.mixture_config:MixtureConfig",
     "eval": "onlyif.eval.suite.config:SuiteConfig",
+}
+JOBS = {  # jobs/NAME.py → the onlyif command it runs (each is ``run_job(COMMAND, ...)``)
+    p.stem: re.search(r'run_job\("(\w+)"', p.read_text()).group(1) for p in sorted((ROOT / "jobs").glob("*.py"))
 }
 
 
@@ -26,14 +31,38 @@ def config_class(path: Path):
     return getattr(importlib.import_module(module), name)
 
 
-def test_there_are_presets_for_every_job():
-    assert {p.stem.split("_")[0] for p in CONFIGS} >= {"generate", "mix"}
+def launches(path: Path) -> set[str]:
+    """The commands the preset's header launches it with: ``onlyif COMMAND`` and ``python jobs/NAME.py``."""
+    header = path.read_text().split("\n\n")[0]
+    found = re.findall(rf"(?:onlyif (\w+)|python jobs/(\w+)\.py)[^\n#]*--config jobs/configs/{path.name}", header)
+    return {command or JOBS[job] for command, job in found}
+
+
+NO_PRESET = {"reproduce": "runs its embedded preset", "make_code_sources": "runs from its defaults"}
+
+
+def test_every_job_has_presets_and_each_preset_is_loaded_by_the_command_that_launches_it():
+    """A preset is launched (in its header) by exactly one command, whose config class loads it; every job script
+    has a preset unless it runs without one (each preset is loaded by the test below)."""
+    launched = {}
+    for path in CONFIGS:
+        commands = launches(path)
+        assert len(commands) == 1, f"{path.name}: launched as {sorted(commands) or 'nothing'} in its header"
+        launched[path.name] = command = commands.pop()
+        assert CLASSES[command] == CLASSES[path.stem.split("_")[0]], f"{path.name}: named for another command"
+    assert set(NO_PRESET) <= set(JOBS)
+    for job, command in JOBS.items():
+        assert job in NO_PRESET or command in launched.values(), f"jobs/{job}.py: no preset in jobs/configs"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_preset_validates_and_documents_its_launch(path):
     assert path.stem.split("_")[0] in CLASSES, f"{path.name}: no config class registered for this prefix"
-    load_config(config_class(path), path)
+    cfg = load_config(config_class(path), path)
+    if path.stem.startswith("train_"):  # and its DeepSpeed config builds
+        from onlyif.train.ds_config import build_ds_config
+
+        build_ds_config(cfg, total_steps=100)
     header = path.read_text().split("\n\n")[0]
     assert header.startswith("#") and "onlyif " in header and "ray job submit" in header
 

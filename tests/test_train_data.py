@@ -3,8 +3,6 @@ schedule, config validation, the model factory and the HF-tokenizer codec (no Ra
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -150,14 +148,3 @@ def test_model_factory_and_codecs(tmp_path):
     assert responses[0][-1] == codec.eos_id and codec.decode(responses[0]) == "three"
     assert codec.expected({"prompt": ["p"], "response": [" three "]}) == ["three"]
     assert codec.decode(codec.tokenizer("two three", add_special_tokens=False)["input_ids"]) == "two three"
-
-
-@pytest.mark.parametrize(
-    "path", sorted(Path(__file__).resolve().parents[1].glob("jobs/configs/train_*.yaml")), ids=lambda p: p.name
-)
-def test_shipped_train_configs_validate(path):
-    from onlyif.config import load_config
-
-    cfg = load_config(TrainConfig, path)
-    assert cfg.batch_size >= 1
-    build_ds_config(cfg, total_steps=100)
