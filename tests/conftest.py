@@ -1,4 +1,5 @@
-"""Shared fixtures: one real local Ray cluster per test session, quiet and lean."""
+"""Shared fixtures: one real local Ray cluster per test session, quiet and lean; tests marked ``gpu`` are skipped
+where no CUDA device is visible (``pytest -m gpu`` selects only them, on a GPU machine)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ os.environ.pop("RAY_ADDRESS", None)
 # Logical CPUs of the test cluster: more than the 2 physical cores so that Ray Data tasks can run
 # beside 2 Ray Train workers (a 2-CPU cluster with 2 one-CPU workers would leave Ray Data no slot).
 TEST_CLUSTER_CPUS = 4
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_tests:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in gpu_tests:
+                item.add_marker(pytest.mark.skip(reason="marked gpu: needs a CUDA device"))
 
 
 @pytest.fixture(scope="session")

@@ -413,7 +413,6 @@ def test_suite_summary_records_and_mlflow(trained_model, sets, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_suite_on_cuda_agrees_with_cpu(trained_model, sets, tmp_path):
     cfg = suite_cfg(
         sets,
