@@ -13,6 +13,9 @@ counts and the chosen ranks — never per-row state of the input):
 5. write the parquet shards, side files and ``manifest.json`` (:mod:`onlyif.data.mix_output`), atomically.
 
 Same config and seed ⇒ byte-identical output, whatever the number of blocks, partitions or nodes.
+
+Over 300 lines because it also holds the cache that decides when these steps rerun (:func:`cached_mixture`,
+:func:`sources_unchanged`); the steps themselves live in the modules named above.
 """
 
 from __future__ import annotations

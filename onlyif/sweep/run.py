@@ -9,6 +9,9 @@ Experiment folder::
                           (with tune.storage_path on a URI: STORAGE/NAME/trials/ID/, see ``_runs_dir``)
     EXP_DIR/data/HASH/    generated datasets or built mixtures (cache)
     EXP_DIR/report/       report.md, plots/, report.json
+
+One module: the experiment folder, the MLflow parent run and Tune's restore point are written, and resumed,
+together by :func:`run_sweep` (live progress and the per-trial MLflow logging are modules of their own).
 """
 
 from __future__ import annotations

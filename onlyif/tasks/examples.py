@@ -3,6 +3,9 @@
 For each example: draw an input of the configured length; for an *applied* example write x at a random
 position; for a *no-op* example redraw the input until x does not occur. The output replaces the LEFTMOST
 occurrence of x by y (``input.replace(x, y, 1)``), found with a rolling hash over all windows and verified.
+
+One module: the vectorized leftmost search, the writers of x and y and the per-chunk generation share one array
+layout (padded ``uint8`` rows + lengths), and the split digest is defined over the columns they produce.
 """
 
 from __future__ import annotations

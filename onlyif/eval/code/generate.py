@@ -1,6 +1,10 @@
 """Code samples from a causal LM: each problem's prompt (raw, or through the model's chat template), batched
 KV-cache decoding (greedy or sampled, stop sequences), then the sample (continuation cut at the stops, or the code
-extracted from the chat answer). In process, or on a pool of Ray Data model actors with identical batches."""
+extracted from the chat answer). In process, or on a pool of Ray Data model actors with identical batches.
+
+One module: prompt building, stop sequences and sample extraction decide together what a sample is, in process
+and on the Ray Data actors alike.
+"""
 
 from __future__ import annotations
 
