@@ -5,9 +5,12 @@ Runs a small 2×2 grid with ``run_sweep`` (Ray Tune + MLflow + report) and print
 * ``overhead = (wall − Σ trial training time) / wall`` where a trial's training time is the wall time of its
   ``run_training`` call (Ray Train start, training, evaluation, checkpoints);
 * the same grid run as a plain loop of ``run_training`` calls in the same process and Ray session (the
-  baseline), and the ratio sweep wall / loop wall.
+  baseline), and the ratio sweep wall / loop wall;
+* where the sweep's other time goes: inside the trial functions but outside ``run_training`` (data generation,
+  the rest), between them (Tune starting each trial's process, its imports, result hand-off, MLflow), and the
+  report.
 
-    .venv/bin/python bench/sweep_overhead.py [--epochs 3] [--budget 4000]
+    .venv/bin/python bench/sweep_overhead.py [--epochs 3] [--budget 4000] [--reuse-actors]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--budget", type=int, default=4000)
+    parser.add_argument("--reuse-actors", action="store_true", help="tune.reuse_actors: true for the sweep")
     args = parser.parse_args()
 
     from ray.tune import ExperimentAnalysis
@@ -54,12 +58,15 @@ def main() -> None:
     from onlyif.sweep.config import SweepConfig
     from onlyif.sweep.datasets import ensure_dataset
     from onlyif.sweep.grid import expand_grid
+    from onlyif.sweep.report_cmd import make_report
     from onlyif.sweep.run import run_sweep
     from onlyif.tasks.config import TaskConfig
     from onlyif.train.api import run_training
     from onlyif.train.config import TrainConfig
 
-    cfg = validate_config(SweepConfig, sweep_config(args.epochs, args.budget))
+    raw = sweep_config(args.epochs, args.budget)
+    raw["tune"] = {"reuse_actors": args.reuse_actors}
+    cfg = validate_config(SweepConfig, raw)
     init_ray(num_cpus=4, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -73,11 +80,14 @@ def main() -> None:
         loop_wall = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        outcome = run_sweep(cfg, root / "sweep", echo=lambda *_: None)
+        outcome = run_sweep(cfg, root / "sweep", report=False, echo=lambda *_: None)
+        tuner_wall = time.perf_counter() - t0
+        make_report(root / "sweep", source="tune", log_to_mlflow=True)
         wall = time.perf_counter() - t0
         trials = ExperimentAnalysis(str(root / "sweep" / "tune" / cfg.name)).trials
         train = sum(t.last_result["train_seconds"] for t in trials)
         data = sum(t.last_result["data_seconds"] for t in trials)
+        in_trials = sum(t.last_result["time_total_s"] for t in trials)  # each trial function, start to last report
     print(
         json.dumps(
             {
@@ -87,6 +97,12 @@ def main() -> None:
                 "sum_trial_data_s": round(data, 1),
                 "overhead": round((wall - train) / wall, 3),
                 "overhead_without_data_generation": round((wall - train - data) / wall, 3),
+                "breakdown_s": {
+                    "data_generation": round(data, 1),
+                    "rest_of_trial_functions": round(in_trials - train - data, 1),
+                    "outside_trial_functions": round(tuner_wall - in_trials, 1),
+                    "report": round(wall - tuner_wall, 1),
+                },
                 "loop_wall_s": round(loop_wall, 1),
                 "loop_overhead": round((loop_wall - loop_train) / loop_wall, 3),
                 "sweep_wall_over_loop_wall": round(wall / loop_wall, 3),

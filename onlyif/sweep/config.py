@@ -81,6 +81,9 @@ class TuneConfig(Config):
     scheduler: SchedulerConfig | None = None
     trial_cpus: float = Field(0.01, gt=0.0)
     """CPUs held by the trial driver itself (the Ray Train workers hold their own resources)."""
+    reuse_actors: bool = False
+    """Run the next trial in the process of a finished one (Tune's ``reuse_actors``): saves each trial's process
+    start and imports (torch, transformers, Ray Train)."""
     storage_path: str | None = None
     """Where Tune keeps the experiment state and the trials' results (its restore point): default
     ``EXP_DIR/tune``; an ``s3://bucket/prefix`` URI (credentials and ``AWS_ENDPOINT_URL_S3`` from the environment)
