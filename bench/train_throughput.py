@@ -135,10 +135,10 @@ def ray_ddp(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[flo
     from ray.train.torch import TorchTrainer
 
     from onlyif.lm.codec import CharCodec
-    from onlyif.train.api import _shard_config, _train_shards
+    from onlyif.train.inputs import shard_config, train_shards
 
     cfg = TrainConfig.model_validate({"model": MODEL, "batch_size": batch_size, "scaling": {"num_workers": workers}})
-    shards, _ = _train_shards(cfg, data, CharCodec(), "synthetic")
+    shards, _ = train_shards(cfg, data, CharCodec(), "synthetic")
     with tempfile.TemporaryDirectory() as tmp:
         trainer = TorchTrainer(
             ddp_loop,
@@ -146,7 +146,7 @@ def ray_ddp(data: Path, batch_size: int, epochs: int, workers: int) -> tuple[flo
             scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
             run_config=RunConfig(storage_path=tmp, name="ddp"),
             datasets={"train": shards[0]},
-            dataset_config=_shard_config(shards),
+            dataset_config=shard_config(shards),
         )
         result = trainer.fit()
     m = result.metrics

@@ -194,10 +194,10 @@ def _mixture_config(tmp_path: Path) -> Path:
 SCALE_JOB = """
 import ray, time
 ray.init()
-from onlyif.train.api import _check_resources
+from onlyif.train.checks import check_resources
 from onlyif.train.config import TrainConfig
 # 2 CPUs of workers: more than the 1-CPU head has; the autoscaler (v1: no node types published) may add them
-_check_resources(TrainConfig.model_validate({"scaling": {"num_workers": 2}}))
+check_resources(TrainConfig.model_validate({"scaling": {"num_workers": 2}}))
 print("CHECK passed")
 @ray.remote(num_cpus=1, resources={"worker_node": 1})
 def where():

@@ -232,18 +232,18 @@ def test_llama_arch_learns_and_stops_early_once_training_rows_are_reproduced(tmp
 
 
 def test_small_and_large_train_splits_tokenize_to_the_same_shards(data, monkeypatch):
-    import onlyif.train.api as api
+    import onlyif.train.inputs as inputs
     from onlyif.lm.codec import CharCodec
 
     def shard_rows(cfg):
-        shards, per_worker = api._train_shards(cfg, data, CharCodec(), "synthetic")
+        shards, per_worker = inputs.train_shards(cfg, data, CharCodec(), "synthetic")
         return per_worker, [[(list(r["input_ids"]), int(r["prompt_len"])) for r in s.take_all()] for s in shards]
 
     in_process = shard_rows(tiny_cfg())
-    monkeypatch.setattr(api, "IN_PROCESS_BYTES", 0)  # every split counts as large: Ray Data map_batches
+    monkeypatch.setattr(inputs, "IN_PROCESS_BYTES", 0)  # every split counts as large: Ray Data map_batches
     assert shard_rows(tiny_cfg()) == in_process
     assert in_process[0] == 128 and len(in_process[1]) == 2  # 256 rows over 2 workers, in file order
     # a row too long for the model, met in a Ray Data task: handed back as data, raised here as the same one line
     with pytest.raises(OnlyIfError, match=r"/train: prompt '.*': prompt\+response is \d+ tokens, longer than") as exc:
-        api._train_shards(tiny_cfg(model__n_positions=16), data, CharCodec(), "synthetic")
+        inputs.train_shards(tiny_cfg(model__n_positions=16), data, CharCodec(), "synthetic")
     assert str(exc.value).startswith(f"{data / 'train'}: prompt") and "\n" not in str(exc.value)

@@ -100,7 +100,7 @@ def preflight(cfg: SweepConfig, points: list[Point]) -> None:
     from onlyif.data.sources import locate_source
     from onlyif.lm.models import check_model_dir, resolve_pretrained
     from onlyif.storage import local_path
-    from onlyif.train.api import eval_split_dirs
+    from onlyif.train.inputs import eval_split_dirs
 
     for model in sorted({p.train["model"]["pretrained"] for p in points if p.train["model"]["pretrained"]}):
         check_model_dir(resolve_pretrained(model, "train.model.pretrained"))  # converts a GGUF model once

@@ -100,8 +100,10 @@ def run_trial(config: dict[str, Any]) -> None:
 
     from onlyif.config import validate_config
     from onlyif.storage import clear, is_folder, is_uri, join, local_path
-    from onlyif.train.api import RAY_RUN_NAME, eval_split_dirs, run_training
+    from onlyif.train.api import run_training
     from onlyif.train.config import TrainConfig
+    from onlyif.train.inputs import eval_split_dirs
+    from onlyif.train.run_files import RAY_RUN_NAME
 
     point = config["point"]
     train = validate_config(TrainConfig, {**point["train"], "mlflow": False}, source=f"point {point['id']}: train")
