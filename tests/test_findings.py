@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 
 from onlyif.report.config import ReportConfig
-from onlyif.report.findings import NoopFinding, SkewFinding, judge
+from onlyif.report.findings import DomainsFinding, NoopFinding, SkewFinding, judge
 from onlyif.report.render import write_report
 
 UNSEEN = "test_unseen/exact_match_applied"
 SEEN = "test_seen/exact_match_applied"
+DOMAIN = "test_domain/exact_match_applied"
 GRID = (10, 100, 1000, 20000)
 
 
@@ -117,3 +118,26 @@ def test_an_unknown_experiment_is_one_line_and_exit_2(capsys):
     assert main(["reproduce", "--experiment", "nope", "--out", "/nonexistent/x"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "unknown experiment 'nope'" in err and "noop" in err
+
+
+CROSS = "repeated k3-5 (0.3334) + periodic k3-5 (0.3333) + mirrored k3-5 (0.3333)"  # sources.family_label
+WITHIN = "repeated k3-5"
+
+
+@pytest.mark.parametrize(
+    ("cross", "within", "shown"),
+    [
+        ([0.6, 0.8], [0.2, 0.3], True),
+        ([0.6, 0.8], [0.55, 0.3], False),  # not better at I=1000
+        ([0.1, 0.15], [0.0, 0.1], False),  # neither transfers
+    ],
+)
+def test_domains_verdict(cross, within, shown):
+    rows = [
+        {"point_id": f"{m},{i}", "instructions": i, "task.families": m, DOMAIN: acc}
+        for m, accs in ((CROSS, cross), (WITHIN, within))
+        for i, acc in zip((1000, 4000), accs, strict=True)
+    ]
+    verdict = judge(pd.DataFrame(rows), DomainsFinding())
+    assert verdict.shown is shown, verdict.lines
+    assert len(verdict.lines) == 3 and verdict.lines[0].startswith("I=1000: held-out domain")

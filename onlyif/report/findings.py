@@ -20,6 +20,7 @@ from onlyif.report.threshold import fit_threshold
 UNSEEN = "test_unseen/exact_match_applied"
 UNSEEN_ALL = "test_unseen/exact_match"
 SEEN = "test_seen/exact_match_applied"
+DOMAIN = "test_domain/exact_match_applied"
 
 
 class NoopFinding(Config):
@@ -46,7 +47,16 @@ class SkewFinding(Config):
     """At the most I, accuracy falls by at most this from uniform at every α (holds up)."""
 
 
-FindingConfig = Annotated[NoopFinding | SkewFinding, Field(discriminator="kind")]
+class DomainsFinding(Config):
+    """Semantic domains: rules spread over several families beat one family on a held-out domain, at equal I."""
+
+    kind: Literal["domains"] = "domains"
+    min_gap: float = Field(0.1, ge=0.0, le=1.0)
+    """Held-out-domain accuracy (applied) of the cross-domain mixture minus the best within-domain one, at
+    least this at every I."""
+
+
+FindingConfig = Annotated[NoopFinding | SkewFinding | DomainsFinding, Field(discriminator="kind")]
 
 
 @dataclass
@@ -125,9 +135,38 @@ def judge_skew(trials: pd.DataFrame, cfg: SkewFinding) -> Verdict:
     return Verdict(bool(ok), lines)
 
 
-JUDGES = {"noop": judge_noop, "skew": judge_skew}
+def judge_domains(trials: pd.DataFrame, cfg: DomainsFinding) -> Verdict:
+    if DOMAIN not in trials.columns:
+        return Verdict(
+            False, ["Finding (domains) NOT SHOWN: no held-out-domain accuracy (test_domain) in the trials."]
+        )
+    means = _means(trials, ["task.families", "instructions"], [DOMAIN])[DOMAIN]
+    mixes = sorted({m for m, _ in means.index})
+    cross = [m for m in mixes if " + " in m]
+    within = [m for m in mixes if " + " not in m]
+    if len(cross) != 1 or not within:
+        return Verdict(
+            False, ["Finding (domains) NOT SHOWN: the grid needs one cross-domain and a within-domain mix."]
+        )
+    lines, gaps = [], []
+    for i in sorted({i for _, i in means.index}):
+        best = max(within, key=lambda m: means[(m, i)])
+        gaps.append(float(means[(cross[0], i)] - means[(best, i)]))
+        lines.append(
+            f"I={i}: held-out domain (applied) cross-domain {means[(cross[0], i)]:.2f} vs best within-domain "
+            f"{means[(best, i)]:.2f} ({best}); gap {gaps[-1]:+.2f}."
+        )
+    ok = min(gaps) >= cfg.min_gap
+    lines.append(
+        f"Finding (domains) {'SHOWN' if ok else 'NOT SHOWN'}: criterion — cross-domain beats every within-domain "
+        f"mixture by ≥ {cfg.min_gap:g} at every I [smallest gap {min(gaps):+.2f}]."
+    )
+    return Verdict(bool(ok), lines)
 
 
-def judge(trials: pd.DataFrame, cfg: NoopFinding | SkewFinding) -> Verdict:
+JUDGES = {"noop": judge_noop, "skew": judge_skew, "domains": judge_domains}
+
+
+def judge(trials: pd.DataFrame, cfg: NoopFinding | SkewFinding | DomainsFinding) -> Verdict:
     """The verdict of the finding ``cfg`` states, from one row per finished trial (grid labels + final metrics)."""
     return JUDGES[cfg.kind](trials, cfg)
