@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from onlyif.report.config import ReportConfig
-from onlyif.report.findings import DomainsFinding, NoopFinding, SkewFinding, judge
+from onlyif.report.findings import DomainsFinding, NoopFinding, PatternsFinding, SkewFinding, judge
 from onlyif.report.render import write_report
 
 UNSEEN = "test_unseen/exact_match_applied"
@@ -141,3 +141,22 @@ def test_domains_verdict(cross, within, shown):
     verdict = judge(pd.DataFrame(rows), DomainsFinding())
     assert verdict.shown is shown, verdict.lines
     assert len(verdict.lines) == 3 and verdict.lines[0].startswith("I=1000: held-out domain")
+
+
+@pytest.mark.parametrize(
+    ("few", "many", "shown"),
+    [
+        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.85}, True),  # 10x the examples per rule do not help few rules
+        ({100: 0.0, 1000: 0.4}, {1: 0.3, 10: 0.85}, False),  # enough examples make few rules generalize
+        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.6}, False),  # many rules do not generalize either
+    ],
+)
+def test_patterns_verdict(few, many, shown):
+    rows = [
+        {"point_id": f"{i},{s}", "instructions": i, "examples_per_instruction": s, UNSEEN: acc, SEEN: 0.9}
+        for i, accs in ((20, few), (2000, many))
+        for s, acc in accs.items()
+    ]
+    verdict = judge(pd.DataFrame(rows), PatternsFinding())
+    assert verdict.shown is shown, verdict.lines
+    assert verdict.lines[0] == f"I=20: unseen rules (applied) S=100 {few[100]:.2f}, S=1000 {few[1000]:.2f}"

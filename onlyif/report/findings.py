@@ -56,7 +56,17 @@ class DomainsFinding(Config):
     least this at every I."""
 
 
-FindingConfig = Annotated[NoopFinding | SkewFinding | DomainsFinding, Field(discriminator="kind")]
+class PatternsFinding(Config):
+    """Restricted patterns: too few distinct rules never generalize, however many examples each has."""
+
+    kind: Literal["patterns"] = "patterns"
+    low: float = Field(0.1, ge=0.0, le=1.0)
+    """Unseen-rule accuracy (applied) at most this at the fewest I, for every examples-per-rule S."""
+    high: float = Field(0.8, ge=0.0, le=1.0)
+    """Unseen-rule accuracy (applied) at least this at the most I (its largest S)."""
+
+
+FindingConfig = Annotated[NoopFinding | SkewFinding | DomainsFinding | PatternsFinding, Field(discriminator="kind")]
 
 
 @dataclass
@@ -164,9 +174,28 @@ def judge_domains(trials: pd.DataFrame, cfg: DomainsFinding) -> Verdict:
     return Verdict(bool(ok), lines)
 
 
-JUDGES = {"noop": judge_noop, "skew": judge_skew, "domains": judge_domains}
+def judge_patterns(trials: pd.DataFrame, cfg: PatternsFinding) -> Verdict:
+    means = _means(trials, ["instructions", "examples_per_instruction"], [UNSEEN])[UNSEEN].sort_index()
+    few, many = int(trials["instructions"].min()), int(trials["instructions"].max())
+    few_s = means.loc[few]
+    many_s = means.loc[many]
+    lines = [
+        f"I={i}: unseen rules (applied) " + ", ".join(f"S={s} {v:.2f}" for s, v in means.loc[i].items())
+        for i in sorted({i for i, _ in means.index})
+    ]
+    seen_ok, seen_text = _seen_ok(trials, cfg.high)
+    ok = few_s.max() <= cfg.low and many_s.iloc[-1] >= cfg.high and seen_ok
+    lines.append(
+        f"Finding (restricted patterns) {'SHOWN' if ok else 'NOT SHOWN'}: criteria — at I={few} accuracy ≤ "
+        f"{cfg.low:g} for every S up to {few_s.index.max()} [best {few_s.max():.2f}], at I={many} ≥ {cfg.high:g} "
+        f"[{many_s.iloc[-1]:.2f} at S={many_s.index[-1]}], {seen_text}."
+    )
+    return Verdict(bool(ok), lines)
 
 
-def judge(trials: pd.DataFrame, cfg: NoopFinding | SkewFinding | DomainsFinding) -> Verdict:
+JUDGES = {"noop": judge_noop, "skew": judge_skew, "domains": judge_domains, "patterns": judge_patterns}
+
+
+def judge(trials: pd.DataFrame, cfg: NoopFinding | SkewFinding | DomainsFinding | PatternsFinding) -> Verdict:
     """The verdict of the finding ``cfg`` states, from one row per finished trial (grid labels + final metrics)."""
     return JUDGES[cfg.kind](trials, cfg)
