@@ -2,6 +2,7 @@
 ``--smoke-test`` (a 2-point grid of a tiny model, to check the cluster and its MLflow server first).
 
     ray job submit --working-dir . -- python jobs/reproduce.py --out /shared/runs/reproduce
+    ray job submit --working-dir . -- python jobs/reproduce.py --experiment skew --out /shared/runs/skew
     python jobs/reproduce.py --out /tmp/reproduce-smoke --smoke-test
 """
 

@@ -160,3 +160,16 @@ def test_patterns_verdict(few, many, shown):
     verdict = judge(pd.DataFrame(rows), PatternsFinding())
     assert verdict.shown is shown, verdict.lines
     assert verdict.lines[0] == f"I=20: unseen rules (applied) S=100 {few[100]:.2f}, S=1000 {few[1000]:.2f}"
+
+
+def test_the_smoke_test_shrinks_every_experiment_to_a_valid_tiny_grid():
+    from onlyif.config import load_config
+    from onlyif.smoke import smoke_overrides
+    from onlyif.sweep.config import SweepConfig
+    from onlyif.sweep.grid import expand_grid
+    from onlyif.sweep.reproduce_cmd import EXPERIMENTS
+
+    for path in EXPERIMENTS.values():
+        small = load_config(SweepConfig, path, smoke_overrides("reproduce", None))
+        assert small.report.finding is None and small.grid.budget == [32]
+        assert [p.skip_reason for p in expand_grid(small)] == [None, None], path.name
