@@ -262,6 +262,7 @@ def run_sweep(
             },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=cfg.tune.max_concurrent_trials,
+                reuse_actors=cfg.tune.reuse_actors,
                 scheduler=_scheduler(cfg),
                 num_samples=1,
                 trial_dirname_creator=trial_dirname,
