@@ -260,3 +260,183 @@ def test_read_only_output_is_one_line_before_any_work(tmpfs, eval_inputs, tmp_pa
         err = _one_line(capsys)
         assert "Read-only file system" in err and str(ro) in err, err
     assert not any(ro.iterdir())
+
+
+def _mlflow_server(store: Path, port: int) -> subprocess.Popen:
+    """A real ``mlflow server`` (sqlite store under ``store``) on 127.0.0.1:``port``, answering /health."""
+    import time
+    import urllib.request
+
+    store.mkdir(exist_ok=True)
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--workers", "1"]
+    cmd += ["--artifacts-destination", str(store / "artifacts")]
+    with open(store / "server.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600  # a bound: it starts in seconds, but took 3 min beside a load of 70
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"mlflow server did not come up: {(store / 'server.log').read_text()[-2000:]}")
+
+
+@pytest.mark.slow
+def test_mlflow_server_killed_mid_sweep_fails_loudly_and_resume_loses_nothing(ray_cluster, tmp_path, monkeypatch):
+    """The tracking server SIGKILLed as the sweep's child run appears: after MLflow's retries the sweep stops with
+    one line naming ``--resume`` (exit 1); with the server back, ``--resume`` ends with one FINISHED child run that
+    holds every metric Tune recorded for the trial, each step once."""
+    import socket
+    import time
+
+    from mlflow import MlflowClient
+
+    from onlyif.mlflow_names import child_runs, to_mlflow
+    from onlyif.sweep.mlflow_log import numeric_metrics
+    from tests.test_sweep import TINY
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    data = json.loads(json.dumps(TINY)) | {"name": "gone", "grid": {"instructions": [2], "budget": [32]}}
+    data["mlflow"] = {"tracking_uri": uri}
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(data))
+    exp = tmp_path / "exp"
+
+    # the sweep as a user runs it: its own driver process (joining the session's Ray), whose exit ends its trials
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
+    env |= {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # default: ~4 min of retries
+    server = _mlflow_server(tmp_path / "mlflow", port)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "onlyif.cli", "sweep", "--config", str(config), "--out", str(exp)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        client = MlflowClient(uri)
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
+        while sweep.poll() is None and time.monotonic() < deadline:  # until the child run appears
+            experiment = client.get_experiment_by_name("gone")
+            if experiment is not None and len(client.search_runs([experiment.experiment_id])) == 2:  # parent+child
+                break
+            time.sleep(0.2)
+        assert sweep.poll() is None, sweep.communicate()
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        _, err = sweep.communicate(timeout=600)  # a bound: the trial trains its epoch first
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    # one error line, no traceback (stderr also holds Ray's "joined" line and urllib3's retry warnings)
+    lines = [line for line in err.splitlines() if line.startswith("onlyif sweep: error:")]
+    assert sweep.returncode == 1 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert lines[0].startswith("onlyif sweep: error: MLflow: API request to ") and str(exp) in lines[0], lines
+    assert lines[0].endswith(f"continue with: onlyif sweep --resume {exp}"), lines
+
+    server = _mlflow_server(tmp_path / "mlflow", port)  # the server back, on the same store
+    try:
+        assert main(["sweep", "--resume", str(exp)]) == 0
+        state = json.loads((exp / "state.json").read_text())
+        client = MlflowClient(uri)
+        runs = child_runs(uri, state["parent_run_id"])
+        assert [r.info.status for r in runs] == ["FINISHED"], runs  # one child run for the one point
+        assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
+        # every metric Tune recorded for the trial is in MLflow, each step once
+        (result_file,) = (exp / "tune" / "gone").glob("*/result.json")
+        recorded = set()
+        for line in result_file.read_text().splitlines():
+            recorded |= set(numeric_metrics(json.loads(line)))
+        logged = set(runs[0].data.metrics)
+        assert {to_mlflow(k) for k in recorded} <= logged, {to_mlflow(k) for k in recorded} - logged
+        for key in ("train_loss", "test_unseen/exact_match_applied"):
+            assert [m.step for m in client.get_metric_history(runs[0].info.run_id, key)] == [1], key
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+SMALL_STORE_MIX = """
+import sys
+
+import ray
+
+ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+from onlyif.cli import main
+
+code = main(sys.argv[1:])
+from ray._private.internal_api import memory_summary
+
+print(memory_summary(ray.get_runtime_context().gcs_address, stats_only=True))
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_mix_with_an_object_store_smaller_than_its_data_spills_and_builds_the_same_bytes(ray_cluster, tmp_path):
+    """``onlyif mix`` of a ~100 MiB source in its own Ray with an 80 MiB object store (Ray's minimum is ~75 MiB)
+    spills to disk instead of failing, and writes the same files as a build on the session's Ray (default store)."""
+    import hashlib
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows, width = 1400, 72_000  # ~100 MiB of jsonl: more than the store holds
+    letters = rng.integers(97, 123, size=(rows, width), dtype=np.uint8)
+    letters[:, ::7] = 32  # words
+    with open(tmp_path / "big.jsonl", "w") as f:
+        for i in range(rows):
+            response = letters[i].tobytes().decode()
+            f.write(json.dumps({"prompt": f"question {i}: {response[:40]}", "response": response}) + "\n")
+    assert (tmp_path / "big.jsonl").stat().st_size > 95 * 2**20
+    source = {"name": "big", "domain": "general", "path": str(tmp_path / "big.jsonl"), "format": "prompt_response"}
+    config = {
+        "seed": 0,
+        "budget": 1000,
+        "sources": [source],
+        "num_blocks": 8,
+        "dedup": {"exact": True, "near": False},
+        "diversity": {"enabled": False},
+    }
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(config))
+
+    def argv(out: str) -> list[str]:
+        return ["mix", "--config", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / out), "--no-progress"]
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    small = subprocess.run(
+        [sys.executable, "-c", SMALL_STORE_MIX, *argv("small")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert small.returncode == 0, small.stdout[-3000:] + small.stderr[-3000:]
+    spilled = re.search(r"Spilled (\d+) MiB, (\d+) objects", small.stdout)
+    assert spilled and int(spilled[1]) > 0, small.stdout[-3000:]
+
+    assert main(argv("normal")) == 0  # the session's Ray, default object store
+
+    def files(out: str) -> dict[str, str]:
+        root = tmp_path / out
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"
+        }
+
+    assert files("small") == files("normal") and len(files("normal")) >= 2
+    manifests = [json.loads((tmp_path / out / "manifest.json").read_text()) for out in ("small", "normal")]
+    assert manifests[0]["output"] == manifests[1]["output"] and manifests[0]["rows"] == 1000
