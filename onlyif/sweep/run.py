@@ -212,6 +212,9 @@ def run_sweep(
     """
     import time
 
+    # Tune warns when a callback takes > 0.5 s; our MLflow logger writes each result to the tracking store, which
+    # on sqlite under load takes about that: a warning a user can do nothing about (read at Tune's import).
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
     from ray import tune
 
     from onlyif.ray_utils import init_ray
