@@ -1,7 +1,7 @@
 """The cluster path, on real processes: `onlyif cluster up` (a Ray head, a second Ray node or Ray's autoscaler, an
 MLflow server and a local S3 server, all bound to 127.0.0.1, Ray with token auth), `ray job submit` of the smoke
-sweep, results read back over HTTP and from object storage, then `onlyif cluster down`. No Ray runs inside the
-test process."""
+sweep, results read back over HTTP and from object storage, a worker node lost mid-training (the run resumes on the
+head from its last checkpoint), then `onlyif cluster down`. No Ray runs inside the test process."""
 
 from __future__ import annotations
 
@@ -177,6 +177,8 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, mon
         two, one = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("mix_2", "mix_local"))
         assert two["output"] == one["output"] and two["totals"] == one["totals"]
 
+        _node_lost_mid_training(spec, env, tmp_path)
+
 
 def _mixture_config(tmp_path: Path) -> Path:
     """Five made-up sources with planted problems: exact + near dedup, decontamination, k-center on one."""
@@ -189,6 +191,104 @@ def _mixture_config(tmp_path: Path) -> Path:
     path = tmp_path / "mix.yaml"
     path.write_text(yaml.safe_dump(base_config(fx["sources"], 60, num_blocks=4, write_jsonl=True)))
     return path
+
+
+def _node_pids(spec: ClusterSpec, name: str) -> list[int]:
+    """The processes of one Ray node of the cluster: its ``ray start`` process group and whatever runs in its own
+    temp dir (raylet, its workers)."""
+    import psutil
+
+    group = int((spec.state_dir / "pids" / f"{name}.pid").read_text().split()[0])
+    marker = f"{spec.ray_dir}-{name}"
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getpgid(p.info["pid"]) == group or any(marker in part for part in p.info["cmdline"] or []):
+                found.append(p.info["pid"])
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def _train_worker_nodes(spec: ClusterSpec) -> list[str]:
+    """The node of each alive Ray Train worker, from the job server's REST API (what `ray list actors` calls)."""
+    from onlyif.local_cluster import _get
+
+    query = "limit=100&detail=true&filter_keys=class_name&filter_predicates=%3D&filter_values=RayTrainWorker"
+    query += "&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"
+    body = _get(f"{spec.job_address}/api/v0/actors?{query}", spec.token, timeout=10)
+    try:
+        return [a["node_id"] for a in json.loads(body)["data"]["result"]["result"]] if body else []
+    except (KeyError, ValueError):
+        return []
+
+
+def _node_lost_mid_training(spec: ClusterSpec, env: dict, tmp_path: Path) -> None:
+    """A job trains on both nodes (2 Ray Train workers, SPREAD, half a CPU each); once its first epoch is
+    checkpointed the worker node is SIGKILLed (``ray start``, raylet and its workers), as a lost spot node. Ray
+    Train restarts the worker group on the head from that checkpoint: every epoch and step is reported once, to
+    ``metrics.jsonl`` and to MLflow, and the run ends at the step count of an undisturbed one."""
+    import psutil
+    from mlflow import MlflowClient
+
+    gen = tmp_path / "gen.yaml"
+    gen.write_text("alphabet_size: 4\ninput_length: 6\npattern_length: 2\ninstructions: 4\nbudget: 256\n")
+    gen.write_text(gen.read_text() + "test_seen: 16\ntest_unseen: 16\n")
+    data, run = tmp_path / "rules", tmp_path / "run_node_lost"
+    _submit(env, None, "python", "-m", "onlyif.cli", "generate", "--config", str(gen), "--out", str(data))
+    epochs = 4
+    sets = [
+        "model={n_layer: 1, n_embd: 16, n_head: 2, n_positions: 32}",
+        f"epochs={epochs}",
+        "batch_size=16",
+        "scaling={num_workers: 2, threads_per_worker: 1, placement_strategy: SPREAD, "
+        "resources_per_worker: {CPU: 0.5}}",
+        "eval={max_examples: 8}",
+        f"mlflow_tracking_uri={spec.mlflow_uri}",
+    ]
+    train = ["python", "-m", "onlyif.cli", "train", "--data", str(data), "--out", str(run)]
+    for kv in sets:
+        train += ["--set", kv]
+    job = subprocess.Popen(
+        [BIN / "ray", "job", "submit", "--", *train],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+    def epoch_lines() -> list[dict]:
+        path = run / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        return [r for r in map(json.loads, filter(None, lines)) if r.get("kind") == "epoch"]
+
+    deadline = time.monotonic() + 300
+    nodes: list[str] = []
+    while len(set(nodes)) < 2 and job.poll() is None and time.monotonic() < deadline:
+        nodes = _train_worker_nodes(spec)
+        time.sleep(0.5)
+    assert len(nodes) == 2 and len(set(nodes)) == 2, nodes  # one training worker on each node
+    while not epoch_lines() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.poll() is None and epoch_lines(), "the training job ended, or reached no epoch, before the kill"
+    victims = _node_pids(spec, "worker-1")
+    for pid in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    done_at_kill = len(epoch_lines())
+    log, _ = job.communicate(timeout=600)
+    assert job.returncode == 0 and "succeeded" in log, log[-4000:]
+    assert victims and done_at_kill < epochs, (victims, done_at_kill)
+    assert alive_nodes(spec) == 1  # the run finished on the head alone
+
+    lines = epoch_lines()
+    per_epoch = lines[0]["step"]  # the schedule is fixed by the data and the config: an undisturbed run's steps
+    assert [(r["epoch"], r["step"]) for r in lines] == [(e, e * per_epoch) for e in range(1, epochs + 1)]
+    run_id = json.loads((run / "mlflow_run.json").read_text())["run_id"]
+    client = MlflowClient(spec.mlflow_uri)
+    history = client.get_metric_history(run_id, "train_loss")
+    assert sorted(m.step for m in history) == [r["step"] for r in lines]  # each step once, none missing
+    assert client.get_run(run_id).info.status == "FINISHED"
 
 
 SCALE_JOB = """
