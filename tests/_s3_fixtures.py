@@ -1,5 +1,5 @@
 """A real local S3 server (moto, 127.0.0.1) for the tests that read or write ``s3://…`` (tests/test_storage.py, and
-tests/test_train_ray.py, whose worker-failure run trains on an ``s3://`` copy of its dataset)."""
+tests/train/test_train_ray.py, whose worker-failure run trains on an ``s3://`` copy of its dataset)."""
 
 from __future__ import annotations
 

@@ -297,7 +297,7 @@ def test_mlflow_server_killed_mid_sweep_fails_loudly_and_resume_loses_nothing(ra
 
     from onlyif.mlflow_names import child_runs, to_mlflow
     from onlyif.sweep.mlflow_log import numeric_metrics
-    from tests.test_sweep import TINY
+    from tests.sweep.test_sweep import TINY
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

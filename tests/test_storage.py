@@ -1,7 +1,7 @@
 """``s3://…`` outputs and inputs (``onlyif/storage.py``) against a real local S3 server (moto, 127.0.0.1): generate and
 mix publish the bytes of a local build with ``manifest.json`` last, refusals and ``--overwrite`` hold, a folder
 without a manifest is never read as a result, the sweep's ``data_cache`` reuses a published build. Training on an
-``s3://`` dataset: the worker-failure run of tests/test_train_ray.py reads its dataset from such a server."""
+``s3://`` dataset: the worker-failure run of tests/train/test_train_ray.py reads its dataset from such a server."""
 
 from __future__ import annotations
 

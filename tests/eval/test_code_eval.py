@@ -23,7 +23,7 @@ from onlyif.eval.code.programs import canonical_sample
 from onlyif.eval.code.sandbox import Limits
 from onlyif.eval.code.score import score_samples
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -123,7 +123,7 @@ def test_shipped_mix_presets_validate():
 
     from onlyif.config import load_config
 
-    presets = sorted((Path(__file__).parent.parent / "jobs" / "configs").glob("mix_*.yaml"))
+    presets = sorted((Path(__file__).parents[2] / "jobs" / "configs").glob("mix_*.yaml"))
     assert len(presets) >= 2
     for path in presets:
         cfg = load_config(MixtureConfig, path)

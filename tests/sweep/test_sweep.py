@@ -20,7 +20,7 @@ from onlyif.errors import ConfigError
 from onlyif.sweep.config import SweepConfig
 from onlyif.sweep.grid import expand_grid
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = {
     "name": "tiny",

@@ -175,7 +175,7 @@ def test_bad_configs_are_one_line(tmp_path):
 
 
 def test_job_script_writes_and_refuses_to_overwrite(tmp_path):
-    script = str(Path(__file__).parents[1] / "jobs" / "make_code_sources.py")
+    script = str(Path(__file__).parents[2] / "jobs" / "make_code_sources.py")
     out = str(tmp_path / "s")
     done = subprocess.run(
         [sys.executable, script, "--out", out, "--set", "modules=[textwrap, shlex]"], capture_output=True, text=True

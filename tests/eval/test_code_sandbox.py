@@ -21,7 +21,7 @@ from onlyif.errors import ConfigError
 from onlyif.eval.code import sandbox
 from onlyif.eval.code.sandbox import KINDS, ExecResult, Limits, isolation_report, run_program
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT = Limits()
 QUICK = Limits(timeout_s=3.0, cpu_s=3.0)
 
