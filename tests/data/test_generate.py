@@ -141,6 +141,21 @@ def test_identical_bytes_whatever_the_block_count(ray_cluster, tmp_path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
+def test_a_small_dataset_built_in_process_has_the_bytes_of_a_ray_build(ray_cluster, tmp_path):
+    from onlyif.data.generate import LOCAL_ROWS
+
+    cfg = load_config(TaskConfig, overrides=["instructions=20", "budget=2000", "test_seen=50", "test_unseen=50"])
+    local = generate_dataset(cfg, tmp_path / "local", progress=False)  # ≤ LOCAL_ROWS rows: no Ray Data
+    on_ray = generate_dataset(cfg, tmp_path / "ray", num_blocks=2, progress=False)
+    assert sum(s["rows"] for s in local["splits"].values()) <= LOCAL_ROWS
+    assert {n: s["digest"] for n, s in local["splits"].items()} == {
+        n: s["digest"] for n, s in on_ray["splits"].items()
+    }
+    for split in local["splits"].values():
+        for rel in split["files"]:
+            assert (tmp_path / "local" / rel).read_bytes() == (tmp_path / "ray" / rel).read_bytes()
+
+
 def test_existing_output_is_refused_unless_overwrite(ray_cluster, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
