@@ -81,9 +81,9 @@ class TuneConfig(Config):
     scheduler: SchedulerConfig | None = None
     trial_cpus: float = Field(0.01, gt=0.0)
     """CPUs held by the trial driver itself (the Ray Train workers hold their own resources)."""
-    reuse_actors: bool = False
+    reuse_actors: bool = True
     """Run the next trial in the process of a finished one (Tune's ``reuse_actors``): saves each trial's process
-    start and imports (torch, transformers, Ray Train)."""
+    start and imports (torch, transformers, Ray Train) — bench/sweep_overhead.py: 85 s vs 102 s for 4 trials."""
     storage_path: str | None = None
     """Where Tune keeps the experiment state and the trials' results (its restore point): default
     ``EXP_DIR/tune``; an ``s3://bucket/prefix`` URI (credentials and ``AWS_ENDPOINT_URL_S3`` from the environment)
