@@ -14,13 +14,12 @@ counts and the chosen ranks — never per-row state of the input):
 
 Same config and seed ⇒ byte-identical output, whatever the number of blocks, partitions or nodes.
 
-Over 300 lines because it also holds the cache that decides when these steps rerun (:func:`cached_mixture`,
-:func:`sources_unchanged`); the steps themselves live in the modules named above.
+Over 300 lines because it also holds the check that decides when a cached build reruns (:func:`sources_unchanged`,
+used by the sweep's cache, :mod:`onlyif.sweep.datasets`); the steps themselves live in the modules named above.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -296,39 +295,3 @@ def _ordered_stats(st: dict[str, Any]) -> dict[str, Any]:
 def sources_unchanged(cfg: MixtureConfig, manifest: dict[str, Any]) -> bool:
     """Whether ``cfg``'s sources still have the content (files' sha256, hub ids) the mixture of ``manifest`` read."""
     return [resolve_source(s).content for s in cfg.sources] == [s["content"] for s in manifest["sources"]]
-
-
-def cached_mixture(cfg: MixtureConfig, cache_dir: str | Path, progress: bool = False) -> tuple[Path, dict]:
-    """The mixture of ``cfg`` under ``cache_dir/<config hash[:16]>``, built only if it is not there yet.
-
-    For sweeps: trials with the same mixture config share one finished build. A build whose local source files
-    changed since (their sha256 in the manifest) is rebuilt in place rather than reused. Two trials that start
-    the same build at once both write identical bytes and the last atomic rename wins; one that finds the
-    directory appearing after its check reads that manifest.
-    """
-    digest = cfg.config_hash()
-    out = Path(cache_dir) / digest[:16]
-
-    def cached() -> dict | None:
-        path = out / "manifest.json"
-        if path.is_file():
-            manifest = json.loads(path.read_text())
-            if manifest.get("config_hash") == digest:
-                return manifest
-        return None
-
-    manifest = cached()
-    if manifest is not None:
-        if not sources_unchanged(cfg, manifest):
-            logging.getLogger(__name__).warning(
-                "%s: source files changed since this mixture was built; rebuilding", out
-            )
-            return out, build_mixture(cfg, out, overwrite=True, progress=progress)
-    if manifest is None:
-        try:
-            manifest = build_mixture(cfg, out, overwrite=False, progress=progress)
-        except OnlyIfError:
-            manifest = cached()
-            if manifest is None:
-                raise
-    return out, manifest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,48 +18,58 @@ from onlyif.tasks.config import TaskConfig
 
 
 def ensure_dataset(cfg: TaskConfig, cache: str | Path, progress: bool = False) -> tuple[Path, dict[str, Any]]:
-    """The dataset of ``cfg`` under ``cache/<hash>``: generated once (under a file lock), then reused.
+    """The dataset of ``cfg`` under ``cache/<hash>``: generated once, then reused (:func:`cached`).
 
-    Returns the dataset folder and its manifest. Concurrent trials asking for the same config wait for the
-    first one instead of generating twice; a half-written dataset never appears (``generate_dataset`` writes
-    into a temp folder and renames it).
+    Returns the dataset folder and its manifest. A half-written dataset never appears (``generate_dataset``
+    writes into a temp folder and renames it).
     """
     from onlyif.data.generate import generate_dataset
 
+    digest = cfg.config_hash()
+    return cached(
+        cache,
+        digest,
+        lambda m: m.get("config_sha256") == digest,
+        lambda d: generate_dataset(cfg, d, overwrite=True, progress=progress, this_node_only=is_uri(cache)),
+    )
+
+
+def ensure_mixture(cfg: MixtureConfig, cache: str | Path, progress: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The mixture of ``cfg`` under ``cache/<hash>``, built once and rebuilt when its local source files changed
+    since (their sha256 in the manifest)."""
+    from onlyif.data.mixture import build_mixture, sources_unchanged
+
+    digest = cfg.config_hash()
+    return cached(
+        cache,
+        digest,
+        lambda m: m.get("config_hash") == digest and sources_unchanged(cfg, m),
+        lambda d: build_mixture(cfg, d, overwrite=True, progress=progress),
+    )
+
+
+def cached(
+    cache: str | Path, digest: str, current: Callable[[dict[str, Any]], bool], build: Callable[[Path], dict[str, Any]]
+) -> tuple[Path, dict[str, Any]]:
+    """The one cache of built folders (datasets, mixtures): ``cache/<digest[:16]>`` when its manifest is
+    ``current``, else built (again) there by ``build(folder)``; returns this node's folder and the manifest.
+
+    Concurrent trials on a node asking for the same folder wait for the first one (a file lock) instead of building
+    twice. In an ``s3://…`` cache, every node reads the published folder (:func:`_remote_cached`).
+    """
     if is_uri(cache):
-        digest = cfg.config_hash()
-        return _remote_cached(
-            join(cache, digest[:16]),
-            lambda m: m.get("config_sha256") == digest,
-            lambda d: generate_dataset(cfg, d, progress=progress, this_node_only=True),
-        )
+        return _remote_cached(join(cache, digest[:16]), current, build)
     root = Path(cache)
     root.mkdir(parents=True, exist_ok=True)
-    key = cfg.config_hash()[:16]
-    out = root / key
-    with FileLock(str(root / f".{key}.lock")):
-        manifest_file = out / "manifest.json"
-        if manifest_file.is_file():
-            return out, json.loads(manifest_file.read_text())
-        manifest = generate_dataset(cfg, out, overwrite=True, progress=progress)
-    return out, manifest
-
-
-def ensure_mixture(cfg: MixtureConfig, cache: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The mixture of ``cfg`` under ``cache/<hash>``, built once (under a file lock, like :func:`ensure_dataset`)."""
-    from onlyif.data.mixture import build_mixture, cached_mixture, sources_unchanged
-
-    if is_uri(cache):
-        digest = cfg.config_hash()
-
-        def current(manifest: dict[str, Any]) -> bool:  # as cached_mixture: same config, same source files
-            return manifest.get("config_hash") == digest and sources_unchanged(cfg, manifest)
-
-        return _remote_cached(join(cache, digest[:16]), current, lambda d: build_mixture(cfg, d, progress=False))
-    root = Path(cache)
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{cfg.config_hash()[:16]}.lock")):
-        return cached_mixture(cfg, root, progress=False)
+    out = root / digest[:16]
+    with FileLock(str(root / f".{digest[:16]}.lock")):
+        found = out / "manifest.json"
+        if found.is_file():
+            manifest = json.loads(found.read_text())
+            if current(manifest):
+                return out, manifest
+            logging.getLogger(__name__).warning("%s no longer matches its config or source files; rebuilding", out)
+        return out, build(out)
 
 
 def _remote_cached(

@@ -13,8 +13,9 @@ import yaml
 
 from onlyif.cli import main
 from onlyif.config import validate_config
-from onlyif.data.mixture import build_mixture, cached_mixture
+from onlyif.data.mixture import build_mixture
 from onlyif.data.mixture_config import MixtureConfig
+from onlyif.sweep.datasets import ensure_mixture
 from tests._mix_fixtures import base_config, write_sources
 
 COUNTS = {"code": 20, "general": 15, "reasoning": 10, "qa": 10, "chat": 5}
@@ -104,13 +105,13 @@ def test_output_schema_and_datasets_load(built):
 
 def test_same_config_same_bytes_and_the_sweep_cache(built, tmp_path):
     out, manifest, cfg = built
-    path, again = cached_mixture(cfg, tmp_path / "cache")
+    path, again = ensure_mixture(cfg, tmp_path / "cache")
     assert path == tmp_path / "cache" / cfg.config_hash()[:16]
     assert again["output"]["sha256"] == manifest["output"]["sha256"] and again["diversity"] == manifest["diversity"]
     for name in ("train/part-00000.parquet", "quarantine.jsonl", "decontaminated.jsonl", "duplicates.jsonl"):
         assert (path / name).read_bytes() == (out / name).read_bytes(), name
     stamp = (path / "manifest.json").stat().st_mtime_ns
-    assert cached_mixture(cfg, tmp_path / "cache") == (path, again)  # a cache hit: nothing rebuilt
+    assert ensure_mixture(cfg, tmp_path / "cache") == (path, again)  # a cache hit: nothing rebuilt
     assert (path / "manifest.json").stat().st_mtime_ns == stamp
     # another block layout and more output files: the same rows in the same order, the same side files
     other = validate_config(MixtureConfig, cfg.to_dict() | {"num_blocks": 5, "rows_per_file": 7})
@@ -124,16 +125,16 @@ def test_same_config_same_bytes_and_the_sweep_cache(built, tmp_path):
     assert sources != sorted(sources, key=list(COUNTS).index)
 
 
-def test_cached_mixture_is_rebuilt_when_a_source_file_changes(ray_cluster, tmp_path):
+def test_a_cached_mixture_is_rebuilt_when_a_source_file_changes(ray_cluster, tmp_path):
     src = tmp_path / "a.jsonl"
     rows = [{"prompt": f"question number {i} about {w}", "response": f"answer {i} {w}"} for i, w in
             enumerate(["ka", "lo", "mi", "ne", "po", "ru", "si", "ta"])]  # fmt: skip
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     source = {"name": "a", "domain": "general", "path": str(src), "format": "prompt_response"}
     cfg = validate_config(MixtureConfig, base_config([source], 6, decontam={"eval_sets": []}))
-    path, first = cached_mixture(cfg, tmp_path / "cache")
+    path, first = ensure_mixture(cfg, tmp_path / "cache")
     src.write_text("".join(json.dumps(r | {"response": r["response"] + " (revised)"}) + "\n" for r in rows))
-    again_path, again = cached_mixture(cfg, tmp_path / "cache")
+    again_path, again = ensure_mixture(cfg, tmp_path / "cache")
     assert again_path == path and again["sources"][0]["content"] != first["sources"][0]["content"]
     responses = pq.read_table(path / "train").column("response").to_pylist()
     assert len(responses) == 6 and all(r.endswith("(revised)") for r in responses)
