@@ -52,6 +52,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
     )
 
 
+def check_resume_args(args: argparse.Namespace) -> None:
+    """``--resume EXP_DIR`` takes the experiment's own config: refuse anything that would contradict it."""
+    if args.config or args.overrides or args.out:
+        raise OnlyIfError("--resume EXP_DIR reads the config from the experiment; drop --config/--set/--out")
+
+
 def run_job(command: str, argv: list[str]) -> int:
     """Entry of a thin ``jobs/*.py`` script: ``onlyif COMMAND *argv``; ``--smoke-test`` adds the ``--set`` overrides
     of :mod:`onlyif.smoke` that shrink any preset of the job to a CPU-sized run (before the caller's own ``--set``,

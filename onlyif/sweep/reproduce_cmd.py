@@ -27,13 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from onlyif.cli import check_resume_args
     from onlyif.config import load_config
     from onlyif.errors import ConfigError
     from onlyif.mlflow_names import where_to_look
     from onlyif.sweep.config import SweepConfig
     from onlyif.sweep.grid import expand_grid
     from onlyif.sweep.run import run_sweep
-    from onlyif.sweep.sweep_cmd import check_resume_args, print_conclusions
 
     if args.experiment is not None and args.experiment not in EXPERIMENTS:
         raise ConfigError(f"--experiment: unknown experiment {args.experiment!r}; one of {', '.join(EXPERIMENTS)}")
@@ -56,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
         outcome = run_sweep(cfg, out)
     report = outcome.report
     if report is not None:
-        print_conclusions(report)
+        from onlyif.report.render import conclusion_lines
+
+        for line in conclusion_lines(report):
+            print(line)
         verdict = "SHOWN" if report["shown"] else "NOT SHOWN"
         what = f"finding {report['finding']}" if report.get("finding") else "phenomenon"
         print(f"{what} {verdict}; report: {outcome.exp_dir / 'report' / 'report.md'}")

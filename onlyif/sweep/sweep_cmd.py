@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from onlyif.cli import add_config_arguments
+from onlyif.cli import add_config_arguments, check_resume_args
 from onlyif.errors import OnlyIfError
 
 
@@ -17,20 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the grid points (and skipped ones) and exit")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
-
-
-def check_resume_args(args: argparse.Namespace) -> None:
-    """``--resume EXP_DIR`` takes the experiment's own config: refuse anything that would contradict it."""
-    if args.config or args.overrides or args.out:
-        raise OnlyIfError("--resume EXP_DIR reads the config from the experiment; drop --config/--set/--out")
-
-
-def print_conclusions(report: dict) -> None:
-    """The report's computed conclusions, one line each."""
-    from onlyif.report.render import conclusion_lines
-
-    for line in conclusion_lines(report):
-        print(line)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
             f"MLflow: {first}; what Tune finished is kept in {exp}: continue with: onlyif sweep --resume {exp}"
         ) from None
     if outcome.report is not None:
-        print_conclusions(outcome.report)
+        from onlyif.report.render import conclusion_lines
+
+        for line in conclusion_lines(outcome.report):
+            print(line)
         print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s")
     print(where_to_look(outcome.tracking_uri))
