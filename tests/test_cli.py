@@ -87,7 +87,9 @@ def test_unreachable_ray_address_fails_fast_in_one_line(tmp_path):
         port = s.getsockname()[1]
     env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{port}")
     out = subprocess.run(
-        [ONLYIF, "generate", "--config", str(REPO / "jobs/configs/generate_smoke.yaml"), "--out", str(tmp_path / "d")],
+        # 70 000 rows: more than a dataset built in the driver's process (LOCAL_ROWS), so it needs the cluster
+        [ONLYIF, "generate", "--config", str(REPO / "jobs/configs/generate_smoke.yaml"), "--set", "budget=70000"]
+        + ["--out", str(tmp_path / "d")],
         capture_output=True,
         text=True,
         env=env,
