@@ -32,6 +32,7 @@ cluster-down:
 lint: setup
 	$(VENV)/bin/ruff check onlyif tests bench jobs
 	$(VENV)/bin/ruff format --check onlyif tests bench jobs
+	$(PY) scripts/check_import_cycles.py onlyif
 
 style:
 	$(VENV)/bin/ruff check --fix onlyif tests bench jobs
