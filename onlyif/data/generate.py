@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,11 +209,9 @@ def generate_dataset(
     if is_uri(out):
         args = (num_blocks, progress, compression)
         return build_at(str(out), lambda d: generate_dataset(cfg, d, False, *args, this_node_only=True), overwrite)[1]
-    import ray
-    from ray.data import DataContext
     from tqdm.auto import tqdm
 
-    from onlyif.ray_utils import cluster_cpus, init_ray
+    from onlyif.ray_utils import init_ray
 
     plan = build_plan(cfg)
     jobs = [
@@ -228,41 +227,47 @@ def generate_dataset(
             (tmp / name).mkdir()
         start = time.perf_counter()
         if local:
-            stats = [json.loads(_write_chunk(plan, str(tmp), compression, **j)) for j in jobs]
-            for stat in stats:
-                raise_recorded(stat, f"--out {out}: " if stat.get("write") else "")
-            return _finish(cfg, plan, stats, start, tmp)
-        blocks = num_blocks or min(len(jobs), 2 * max(cluster_cpus(), 1))
-        # Ray Data reserves part of the cluster per operator by default (op_resource_reservation_ratio 0.5): on
-        # a 2-CPU cluster the map ran ONE task at a time (all chunks in one worker). This two-operator pipeline
-        # (items -> map, tiny outputs) needs no reservation; the dataset keeps the context it was built with.
-        ctx = DataContext.get_current()
-        reserve = ctx.op_resource_reservation_enabled
-        ctx.op_resource_reservation_enabled = False
-        try:
-            ds = ray.data.from_items(jobs, override_num_blocks=blocks).map_batches(
-                _write_chunks,
-                batch_size=1,
-                fn_kwargs={"plan": ray.put(plan), "root": str(tmp), "compression": compression},
-                label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()} if this_node_only else None,
-            )
-        finally:
-            ctx.op_resource_reservation_enabled = reserve
+            results = (_write_chunk(plan, str(tmp), compression, **j) for j in jobs)
+        else:
+            results = _write_on_ray(jobs, plan, tmp, compression, num_blocks, this_node_only)
         stats = []
         with tqdm(total=len(jobs), desc="generate", unit="part", disable=not progress, leave=False) as bar:
-            for row in ds.iter_rows():
-                stat = json.loads(row["stats"])
+            for result in results:
+                stat = json.loads(result)
                 raise_recorded(stat, f"--out {out}: " if stat.get("write") else "")
                 stats.append(stat)
                 bar.update(1)
-        return _finish(cfg, plan, stats, start, tmp)
-
-
-def _finish(cfg: TaskConfig, plan: Any, stats: list[dict], start: float, tmp: Path) -> dict[str, Any]:
-    """The manifest, config and dataset card beside the written parts; return the manifest."""
-    # like every manifest: shown to others, so no credentials (onlyif.redact)
-    manifest = redact(_manifest(cfg, plan, stats, time.perf_counter() - start))
-    save_config(cfg, tmp / "config.yaml")
-    write_json_atomic(tmp / "manifest.json", manifest)
-    write_text_atomic(tmp / "README.md", dataset_card(manifest))
+        # like every manifest: shown to others, so no credentials (onlyif.redact)
+        manifest = redact(_manifest(cfg, plan, stats, time.perf_counter() - start))
+        save_config(cfg, tmp / "config.yaml")
+        write_json_atomic(tmp / "manifest.json", manifest)
+        write_text_atomic(tmp / "README.md", dataset_card(manifest))
     return manifest
+
+
+def _write_on_ray(
+    jobs: list[dict[str, Any]], plan: DatasetPlan, tmp: Path, compression: str, num_blocks: int | None, here: bool
+) -> Iterator[str]:
+    """:func:`_write_chunk` of every job as Ray Data tasks (``here``: on this node only); their stats as they come."""
+    import ray
+    from ray.data import DataContext
+
+    from onlyif.ray_utils import cluster_cpus
+
+    blocks = num_blocks or min(len(jobs), 2 * max(cluster_cpus(), 1))
+    # Ray Data reserves part of the cluster per operator by default (op_resource_reservation_ratio 0.5): on
+    # a 2-CPU cluster the map ran ONE task at a time (all chunks in one worker). This two-operator pipeline
+    # (items -> map, tiny outputs) needs no reservation; the dataset keeps the context it was built with.
+    ctx = DataContext.get_current()
+    reserve = ctx.op_resource_reservation_enabled
+    ctx.op_resource_reservation_enabled = False
+    try:
+        ds = ray.data.from_items(jobs, override_num_blocks=blocks).map_batches(
+            _write_chunks,
+            batch_size=1,
+            fn_kwargs={"plan": ray.put(plan), "root": str(tmp), "compression": compression},
+            label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()} if here else None,
+        )
+    finally:
+        ctx.op_resource_reservation_enabled = reserve
+    return (row["stats"] for row in ds.iter_rows())
