@@ -208,8 +208,35 @@ def run_sweep(
 
     On resume the config is read from ``exp_dir`` (``cfg`` must be None); Tune restores the experiment, keeps
     finished trials and reruns unfinished or errored ones (a trial's training run continues from its last
-    checkpoint).
+    checkpoint). An MLflow failure (the tracking server gone and MLflow's retries spent) becomes one
+    :class:`OnlyIfError` naming ``--resume`` once the sweep has started.
     """
+    try:
+        return _run_sweep(cfg, exp_dir, resume, report, echo)
+    except Exception as exc:
+        cause = _mlflow_error(exc)  # raised in a Tune callback, it comes wrapped in a TuneError
+        if cause is None:
+            raise
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        if not (Path(exp_dir) / STATE_FILE).is_file():  # failed before the sweep started: nothing to resume
+            raise OnlyIfError(f"MLflow: {first}") from None
+        raise OnlyIfError(
+            f"MLflow: {first}; what Tune finished is kept in {exp_dir}: continue with: onlyif sweep --resume {exp_dir}"
+        ) from None
+
+
+def _mlflow_error(exc: BaseException | None) -> BaseException | None:
+    """The MLflow error in ``exc``'s chain of causes and contexts, if any."""
+    from mlflow.exceptions import MlflowException
+
+    while exc is not None and not isinstance(exc, MlflowException):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def _run_sweep(
+    cfg: SweepConfig | None, exp_dir: str | os.PathLike, resume: bool, report: bool, echo: Any
+) -> SweepOutcome:
     import time
 
     # Tune warns when a callback takes > 0.5 s; our MLflow logger writes each result to the tracking store, which

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from onlyif.cli import add_config_arguments, check_resume_args
 from onlyif.errors import OnlyIfError
@@ -41,21 +40,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             raise OnlyIfError("--out EXP_DIR is required")
     from onlyif.mlflow_names import where_to_look
-    from onlyif.sweep.run import STATE_FILE, run_sweep
+    from onlyif.sweep.run import run_sweep
 
     exp = args.resume or args.out
-    try:
-        outcome = run_sweep(cfg, exp, resume=bool(args.resume), report=not args.no_report)
-    except Exception as exc:  # e.g. the tracking server went away and MLflow's retries ran out
-        cause = _mlflow_error(exc)  # raised in a Tune callback, it comes wrapped in a TuneError
-        if cause is None:
-            raise
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        if not (Path(exp) / STATE_FILE).is_file():  # failed before the sweep started: nothing to resume
-            raise OnlyIfError(f"MLflow: {first}") from None
-        raise OnlyIfError(
-            f"MLflow: {first}; what Tune finished is kept in {exp}: continue with: onlyif sweep --resume {exp}"
-        ) from None
+    outcome = run_sweep(cfg, exp, resume=bool(args.resume), report=not args.no_report)
     if outcome.report is not None:
         from onlyif.report.render import conclusion_lines
 
@@ -65,12 +53,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s")
     print(where_to_look(outcome.tracking_uri))
     return 0 if outcome.finished + outcome.stopped == outcome.total else 1
-
-
-def _mlflow_error(exc: BaseException | None) -> BaseException | None:
-    """The MLflow error in ``exc``'s chain of causes and contexts, if any."""
-    from mlflow.exceptions import MlflowException
-
-    while exc is not None and not isinstance(exc, MlflowException):
-        exc = exc.__cause__ or exc.__context__
-    return exc
