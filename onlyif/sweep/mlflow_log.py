@@ -2,7 +2,8 @@
 
 Child runs are written from the Tune driver by :class:`MlflowTrialLogger` (a Tune ``Callback``), so only one
 process writes the sqlite store. Each child run is tagged with its Tune trial id; a trial restarted by
-``onlyif sweep --resume`` finds and continues its run instead of creating a duplicate.
+``onlyif sweep --resume`` finds and continues its run instead of creating a duplicate, and does not log again the
+(metric, step) pairs the run already holds (the epochs it reports again since its last checkpoint).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class MlflowTrialLogger(Callback):
         self._client: Any = None
         self._runs: dict[str, str] = {}
         self._logged: dict[str, dict[str, tuple[int, float]]] = {}
+        self._in_store: dict[str, set[tuple[str, int]]] = {}  # (MLflow key, step) of runs continued on resume
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into its experiment state
         return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id}
@@ -107,6 +109,7 @@ class MlflowTrialLogger(Callback):
         run_id = self._existing(trial.trial_id)
         if run_id is not None:  # a resumed trial continues its run
             self.client.update_run(run_id, status="RUNNING")
+            self._in_store[trial.trial_id] = self._logged_steps(run_id)
         else:
             run = self.client.create_run(
                 self.experiment_id,
@@ -123,6 +126,10 @@ class MlflowTrialLogger(Callback):
             log_params(self.client, run_id, data | {"train": point["train"], "grid": point["labels"]})
         self._runs[trial.trial_id] = run_id
 
+    def _logged_steps(self, run_id: str) -> set[tuple[str, int]]:
+        keys = self.client.get_run(run_id).data.metrics
+        return {(key, m.step) for key in keys for m in self.client.get_metric_history(run_id, key)}
+
     def _run_id(self, trial: Any) -> str:
         if trial.trial_id not in self._runs:
             self.on_trial_start(0, [], trial)
@@ -137,7 +144,8 @@ class MlflowTrialLogger(Callback):
         seen = self._logged.setdefault(trial.trial_id, {})
         fresh = {k: v for k, v in numeric_metrics(result).items() if seen.get(k) != (step, v)}
         seen.update({k: (step, v) for k, v in fresh.items()})  # the final result repeats the last epoch's values
-        metrics = [Metric(to_mlflow(k), v, ts, step) for k, v in fresh.items()]
+        stored = self._in_store.get(trial.trial_id, set())
+        metrics = [Metric(to_mlflow(k), v, ts, step) for k, v in fresh.items() if (to_mlflow(k), step) not in stored]
         for i in range(0, len(metrics), 500):
             self.client.log_batch(run_id, metrics=metrics[i : i + 500])
         if MANIFEST_KEY in result:

@@ -200,14 +200,6 @@ def test_asha_stops_a_worse_trial_early(ray_cluster, tmp_path):
     assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 1
 
 
-def _tune_finished(exp: Path) -> int:
-    done = 0
-    for f in (exp / "tune" / "resume").glob("*/result.json"):
-        if any(json.loads(line).get("final") == 1 for line in f.read_text().splitlines() if line.strip()):
-            done += 1
-    return done
-
-
 def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not ready() and proc.poll() is None and time.monotonic() < deadline:
@@ -216,75 +208,124 @@ def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 300) ->
     assert ready(), f"no {what} within {timeout} s"
 
 
-def _child_count(exp: Path) -> int:
+def _child_count(exp: Path, status: str | None = None) -> int:
+    """The sweep's MLflow child runs (with ``status`` only, if given); 0 while the driver is still creating them."""
     try:
-        return len(_child_runs(exp)[1])
-    except Exception:  # the subprocess is still creating the experiment or its store
+        return sum(status in (None, r.info.status) for r in _child_runs(exp)[1])
+    except Exception:  # the subprocess is still creating the experiment or its store, or the server is down
         return 0
 
 
 @pytest.mark.slow
-def test_interrupted_and_killed_sweep_resumes_without_duplicate_runs(ray_cluster, tmp_path):
-    """A 3-point sweep: SIGINT after the first trial, ``--resume`` in a subprocess SIGKILLed after the second while
-    the third trains, then ``--resume`` here: only unfinished trials run, and MLflow ends with one FINISHED child
-    run per grid point, with no metric step logged twice."""
+def test_interrupted_killed_and_mlflow_lost_sweep_resumes_without_duplicate_or_lost_metrics(
+    ray_cluster, tmp_path, monkeypatch
+):
+    """A 3-point sweep logging to a real MLflow server, its driver in its own process (joined to the session's Ray,
+    as `ray job submit` runs it), stopped three ways and resumed each time:
+
+    1. the MLflow server SIGKILLed as the first trial's child run appears: after MLflow's retries one error line
+       naming ``--resume``, exit 1;
+    2. the server back, ``--resume`` interrupted (SIGINT) after the first trial: the one-line "continue with
+       --resume" and the live progress lines;
+    3. ``--resume`` SIGKILLed once the second trial finished and the third has its MLflow run (no handler runs; a
+       child run is left RUNNING);
+    4. ``--resume`` here: only the unfinished trial runs. MLflow ends with one FINISHED child run per grid point,
+       each holding every metric Tune recorded for its trial, no step logged twice."""
     from mlflow import MlflowClient
 
+    from onlyif.mlflow_names import to_mlflow
+    from onlyif.sweep.mlflow_log import numeric_metrics
     from onlyif.sweep.run import run_sweep
+    from tests._mlflow_server import free_port, mlflow_server
 
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     data = json.loads(json.dumps(TINY)) | {"name": "resume", "grid": {"instructions": [2, 4, 8], "budget": [32]}}
+    data["mlflow"] = {"tracking_uri": uri}
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(data))
     exp = tmp_path / "exp"
-    # the drivers join the session's Ray (as `ray job submit` would run them on a cluster): no Ray start per run
     env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address)
+    env |= {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # default: ~4 min of retries
     popen = {"env": env, "cwd": REPO, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    resume = [sys.executable, "-m", "onlyif.cli", "sweep", "--resume", str(exp)]
+    server = mlflow_server(tmp_path / "mlflow", port)
+    try:
+        # 1. the tracking server SIGKILLed as the first trial's child run appears
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "onlyif.cli", "sweep", "--config", str(config), "--out", str(exp)], **popen
+        )
+        _wait_for(proc, lambda: _child_count(exp) == 1, "the first trial's MLflow run")
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        output, _ = proc.communicate(timeout=600)  # a bound: the trial trains its epoch first
+        lines = [line for line in output.splitlines() if line.startswith("onlyif sweep: error:")]
+        assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in output, output[-3000:]
+        assert lines[0].startswith("onlyif sweep: error: MLflow: API request to ") and str(exp) in lines[0], lines
+        assert lines[0].endswith(f"continue with: onlyif sweep --resume {exp}"), lines
 
-    # 1. SIGINT (Ctrl-C) after the first trial finished
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "onlyif.cli", "sweep", "--config", str(config), "--out", str(exp)], **popen
-    )
-    _wait_for(proc, lambda: _tune_finished(exp) >= 1, "the first trial finished")
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0, output
-    assert _tune_finished(exp) == 1, output
-    assert "continue with: onlyif sweep --resume" in output
-    # Live progress, as plain lines off a terminal: each trial's start and end with its point, epoch and loss.
-    assert "sweep [0/3 done, 1 running" in output and " start I=" in output
-    assert re.search(r"sweep \[1/3 done, \d running, \d+ s\] done  I=\d,B=32,seed=0  epoch 1/1  loss \d", output), (
-        output
-    )
+        # 2. the server back on the same store; `--resume` interrupted (Ctrl-C) after the first trial finished
+        server = mlflow_server(tmp_path / "mlflow", port)
+        proc = subprocess.Popen(resume, **popen)
+        _wait_for(proc, lambda: _child_count(exp, "FINISHED") >= 1, "the first trial finished")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode != 0, output
+        assert _child_count(exp, "FINISHED") == 1, output
+        assert "continue with: onlyif sweep --resume" in output
+        # Live progress, as plain lines off a terminal: each trial's start and end with its point, epoch and loss.
+        assert "sweep [0/3 done, 1 running" in output and " start I=" in output
+        assert re.search(
+            r"sweep \[1/3 done, \d running, \d+ s\] done  I=\d,B=32,seed=0  epoch 1/1  loss \d", output
+        ), output
 
-    # 2. `--resume`, its driver SIGKILLed once the second trial finished and the third has its MLflow run: no
-    # handler runs, nothing is closed (Ray then ends the dead driver's trial actors)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "onlyif.cli", "sweep", "--resume", str(exp)], start_new_session=True, **popen
-    )
-    _wait_for(proc, lambda: _tune_finished(exp) >= 2 and _child_count(exp) == 3, "the third trial started")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    assert _tune_finished(exp) == 2
-    state, runs = _child_runs(exp)
-    client = MlflowClient(state["tracking_uri"])
-    assert [r.info.status for r in runs].count("RUNNING") >= 1  # what the kill left behind
+        # 3. `--resume`, its driver SIGKILLed once the second trial finished and the third has its MLflow run: no
+        # handler runs, nothing is closed (Ray ends the dead driver's trial actors)
+        proc = subprocess.Popen(resume, start_new_session=True, **popen)
+        _wait_for(
+            proc, lambda: _child_count(exp, "FINISHED") >= 2 and _child_count(exp) == 3, "the third trial started"
+        )
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        assert _child_count(exp, "FINISHED") == 2
+        state, runs = _child_runs(exp)
+        client = MlflowClient(uri)
+        assert [r.info.status for r in runs].count("RUNNING") >= 1  # what the kill left behind
 
-    # 3. `--resume` again (in this process): the unfinished trial only
-    out = run_sweep(None, exp, resume=True, echo=lambda *_: None)
-    assert (out.finished, out.total, out.errored) == (3, 3, 0)
-    _, runs = _child_runs(exp)
-    points = sorted(r.data.tags["onlyif.point_id"] for r in runs)
-    assert points == ["I=2,B=32,seed=0", "I=4,B=32,seed=0", "I=8,B=32,seed=0"]  # one child run per grid point
-    assert len({r.data.tags["onlyif.trial_id"] for r in runs}) == 3
-    assert [r.info.status for r in runs] == ["FINISHED"] * 3, [
-        (r.data.tags["onlyif.point_id"], r.info.status) for r in runs
-    ]
-    for r in runs:  # no step logged twice by the driver that restarted the trial
-        for key in ("train_loss", "test_unseen/exact_match_applied"):
-            assert [m.step for m in client.get_metric_history(r.info.run_id, key)] == [1], (r.info.run_name, key)
-    assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
-    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 3
+        # 4. `--resume` again (in this process): the unfinished trial only
+        out = run_sweep(None, exp, resume=True, echo=lambda *_: None)
+        assert (out.finished, out.total, out.errored) == (3, 3, 0)
+        _, runs = _child_runs(exp)
+        points = sorted(r.data.tags["onlyif.point_id"] for r in runs)
+        assert points == ["I=2,B=32,seed=0", "I=4,B=32,seed=0", "I=8,B=32,seed=0"]  # one child run per grid point
+        assert len({r.data.tags["onlyif.trial_id"] for r in runs}) == 3
+        assert [r.info.status for r in runs] == ["FINISHED"] * 3, [
+            (r.data.tags["onlyif.point_id"], r.info.status) for r in runs
+        ]
+        recorded: dict[str, set[str]] = {}  # what Tune recorded, by trial (a restarted trial may have 2 folders)
+        for result_file in (exp / "tune" / "resume").glob("*/result.json"):
+            for line in result_file.read_text().splitlines():
+                result = json.loads(line)
+                recorded.setdefault(result["trial_id"], set()).update(numeric_metrics(result))
+        by_trial = {r.data.tags["onlyif.trial_id"]: r for r in runs}
+        assert set(recorded) == set(by_trial)
+        for trial_id, run in by_trial.items():
+            assert {to_mlflow(k) for k in recorded[trial_id]} <= set(run.data.metrics), run.info.run_name  # all there
+            for key in ("train_loss", "test_unseen/exact_match_applied"):  # and no step logged twice
+                assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1], (
+                    run.info.run_name,
+                    key,
+                )
+        assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
+        assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def test_cli_dry_run_lists_points_and_refuses_bad_combinations(tmp_path, capsys):

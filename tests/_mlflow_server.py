@@ -1,0 +1,37 @@
+"""A real ``mlflow server`` for the tests that need a tracking server which can go away (sqlite store, 127.0.0.1)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mlflow_server(store: Path, port: int) -> subprocess.Popen:
+    """``mlflow server`` with its sqlite store and artifacts under ``store``, on 127.0.0.1:``port``, once it answers
+    /health. It runs in its own process group: ``os.killpg(proc.pid, SIGKILL)`` takes it down whole."""
+    store.mkdir(exist_ok=True)
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--workers", "1"]
+    cmd += ["--artifacts-destination", str(store / "artifacts")]
+    with open(store / "server.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600  # a bound: it starts in seconds, but took 3 min beside a load of 70
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"mlflow server did not come up: {(store / 'server.log').read_text()[-2000:]}")
