@@ -112,9 +112,9 @@ class _KillWorkerAfterEpoch(UserCallback):
     def after_report(self, run_context, metrics, checkpoint):
         if not self.done and metrics[0].get("kind") == "epoch" and metrics[0]["epoch"] == 1:
             self.done = True
-            workers = [
-                p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
-            ]
+            # this cluster's workers only: children of the raylet that started this (controller) process
+            raylet = psutil.Process().parent()
+            workers = [p for p in raylet.children() if "RayTrainWorker" in " ".join(p.cmdline())]
             os.kill(workers[0].pid, signal.SIGKILL)
 
 
