@@ -1,7 +1,8 @@
 """The cluster path, on real processes: `onlyif cluster up` (a Ray head, a second Ray node or Ray's autoscaler, an
 MLflow server and a local S3 server, all bound to 127.0.0.1, Ray with token auth), `ray job submit` of the smoke
 sweep, results read back over HTTP and from object storage, a worker node lost mid-training (the run resumes on the
-head from its last checkpoint), then `onlyif cluster down`. No Ray runs inside the test process."""
+head from its last checkpoint), then `onlyif cluster down`. The jobs reach the cluster through `ray job submit`
+only; the test process's own Ray (the session's one-node cluster) builds the reference mixture."""
 
 from __future__ import annotations
 
@@ -89,21 +90,16 @@ def test_cluster_yaml_passes_rays_schema_and_our_rules():
 
 
 @pytest.mark.slow
-def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(tmp_path, monkeypatch):
+def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, tmp_path, monkeypatch):
     import boto3
     from mlflow import MlflowClient
     from ray.tune import ExperimentAnalysis
 
-    # the reference mixture: built by a local Ray of one node, before the cluster exists
+    from onlyif.cli import main
+
+    # the reference mixture: built by the session's Ray, one node
     mix_cfg = _mixture_config(tmp_path)
-    local = subprocess.run(
-        [BIN / "onlyif", "mix", "--config", str(mix_cfg), "--out", str(tmp_path / "mix_local"), "--no-progress"],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
-        timeout=300,
-    )
-    assert local.returncode == 0, local.stderr[-3000:]
+    assert main(["mix", "--config", str(mix_cfg), "--out", str(tmp_path / "mix_local"), "--no-progress"]) == 0
 
     (s3_port,) = _free_ports(1)
     # 2 logical CPUs a node: one for a training worker, one for Ray Data beside it
@@ -231,11 +227,14 @@ def _node_lost_mid_training(spec: ClusterSpec, env: dict, tmp_path: Path) -> Non
     import psutil
     from mlflow import MlflowClient
 
-    gen = tmp_path / "gen.yaml"
-    gen.write_text("alphabet_size: 4\ninput_length: 6\npattern_length: 2\ninstructions: 4\nbudget: 256\n")
-    gen.write_text(gen.read_text() + "test_seen: 16\ntest_unseen: 16\n")
+    from onlyif.config import validate_config
+    from onlyif.data.generate import generate_dataset
+    from onlyif.tasks.config import TaskConfig
+
+    task = {"alphabet_size": 4, "input_length": 6, "pattern_length": 2, "instructions": 4, "budget": 256}
     data, run = tmp_path / "rules", tmp_path / "run_node_lost"
-    _submit(env, None, "python", "-m", "onlyif.cli", "generate", "--config", str(gen), "--out", str(data))
+    task |= {"test_seen": 16, "test_unseen": 16}
+    generate_dataset(validate_config(TaskConfig, task), data, progress=False)  # this small: in this process
     epochs = 4
     sets = [
         "model={n_layer: 1, n_embd: 16, n_head: 2, n_positions: 32}",
