@@ -4,7 +4,6 @@ tests/train/test_train_ray.py, whose worker-failure run trains on an ``s3://`` c
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._ports import free_port
+
 BUCKET = "onlyif-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -29,7 +24,7 @@ def moto_s3(cache_dir: Path) -> Iterator:
     pyarrow at it and ``ONLYIF_CACHE_DIR`` at ``cache_dir``. Yields a boto3 client."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

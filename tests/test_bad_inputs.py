@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from onlyif.cli import main, run_job
+from tests._ports import free_port
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")  # cases that reach Ray find the session's cluster
 REPO = Path(__file__).resolve().parents[1]
@@ -153,11 +154,7 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 def test_sweep_with_mlflow_unreachable_leaves_no_experiment_folder(tmp_path, capsys, monkeypatch):
     """The tracking server down when a sweep starts: one line, and the same command works once it is back (the
     --out folder is not left half-made, which a rerun would refuse as not empty)."""
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     out = tmp_path / "exp"
     argv = ["sweep", "--config", str(REPO / "jobs/configs/sweep_main.yaml"), "--out", str(out)]

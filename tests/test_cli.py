@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from onlyif.cli import COMMANDS, build_parser
 from onlyif.config import apply_overrides, load_config
 from onlyif.errors import ConfigError
 from onlyif.tasks.config import TaskConfig
+from tests._ports import free_port
 
 ONLYIF = Path(sys.executable).parent / "onlyif"
 REPO = Path(__file__).resolve().parents[1]
@@ -82,9 +82,7 @@ def test_unreachable_ray_address_fails_fast_in_one_line(tmp_path):
     """Ray retries an unreachable head for minutes; onlyif checks the port first and says so in one line."""
     import os
 
-    with socket.socket() as s:  # a port nothing listens on: bind one, then close it
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on: bound, then closed
     env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{port}")
     out = subprocess.run(
         # 70 000 rows: more than a dataset built in the driver's process (LOCAL_ROWS), so it needs the cluster

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,25 +18,16 @@ import pytest
 import yaml
 
 from onlyif.local_cluster import ClusterSpec, alive_nodes, cluster_processes, status
+from tests._ports import free_port, free_ports
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @contextlib.contextmanager
 def _cluster(tmp_path: Path, *args: str):
     """`onlyif cluster up` with free ports; yields (spec, client env); always `onlyif cluster down`."""
-    port, dash, mlf, agent = _free_ports(4)
+    port, dash, mlf, agent = free_ports(4)
     state = tmp_path / "cluster"
     spec = ClusterSpec(state, port=port, dashboard_port=dash, mlflow_port=mlf, agent_port=agent)
     flags = ["--dir", str(state), "--port", str(port), "--dashboard-port", str(dash), "--mlflow-port", str(mlf)]
@@ -101,7 +91,7 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, 
     mix_cfg = _mixture_config(tmp_path)
     assert main(["mix", "--config", str(mix_cfg), "--out", str(tmp_path / "mix_local"), "--no-progress"]) == 0
 
-    (s3_port,) = _free_ports(1)
+    s3_port = free_port()
     # 2 logical CPUs a node: one for a training worker, one for Ray Data beside it
     flags = ("--head-cpus", "2", "--workers", "1", "--worker-cpus", "2", "--s3-port", str(s3_port))
     with _cluster(tmp_path, *flags) as (spec, env):
@@ -232,8 +222,8 @@ def _node_lost_mid_training(spec: ClusterSpec, env: dict, tmp_path: Path) -> Non
     from onlyif.tasks.config import TaskConfig
 
     task = {"alphabet_size": 4, "input_length": 6, "pattern_length": 2, "instructions": 4, "budget": 256}
-    data, run = tmp_path / "rules", tmp_path / "run_node_lost"
     task |= {"test_seen": 16, "test_unseen": 16}
+    data, run = tmp_path / "rules", tmp_path / "run_node_lost"
     generate_dataset(validate_config(TaskConfig, task), data, progress=False)  # this small: in this process
     epochs = 4
     sets = [

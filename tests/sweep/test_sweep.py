@@ -236,7 +236,8 @@ def test_interrupted_killed_and_mlflow_lost_sweep_resumes_without_duplicate_or_l
     from onlyif.mlflow_names import to_mlflow
     from onlyif.sweep.mlflow_log import numeric_metrics
     from onlyif.sweep.run import run_sweep
-    from tests._mlflow_server import free_port, mlflow_server
+    from tests._mlflow_server import mlflow_server
+    from tests._ports import free_port
 
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
