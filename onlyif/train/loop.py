@@ -70,15 +70,13 @@ def _import_deepspeed() -> Any:
     DeepSpeed imports, ``mlflow`` reads as not installed; a later ``import mlflow`` in the process works as usual."""
     import sys
 
-    if "mlflow" in sys.modules:
-        import deepspeed
-
-        return deepspeed
-    sys.modules["mlflow"] = None  # type: ignore[assignment]  # import mlflow -> ImportError
+    hide = "mlflow" not in sys.modules
+    if hide:
+        sys.modules["mlflow"] = None  # type: ignore[assignment]  # import mlflow -> ImportError
     try:
         import deepspeed
     finally:
-        if sys.modules.get("mlflow", 0) is None:
+        if hide:
             del sys.modules["mlflow"]
     return deepspeed
 
