@@ -72,47 +72,47 @@ CASES = [
     ("negative-budget", lambda r: _gen(r, "", base=GEN_OK.replace("budget: 32", "budget: -5")), 2, "budget"),
     ("I-over-budget", lambda r: _gen(r, "", base=GEN_OK.replace("instructions: 4", "instructions: 64")), 2, "budget"),
     ("noop-share-range", lambda r: _gen(r, "noop_share: 1.5\n"), 2, "noop_share"),
-    ("alphabet-too-small", lambda r: _gen(r, "", base=GEN_OK.replace("alphabet_size: 4", "alphabet_size: 2").replace("instructions: 4", "instructions: 30")), 2, "instructions"),  # noqa: E501
-    ("pattern-longer-than-input", lambda r: _gen(r, "", base=GEN_OK.replace("pattern_length: 2", "pattern_length: 9")), 2, "pattern_length"),  # noqa: E501
+    ("alphabet-too-small", lambda r: _gen(r, "", base=GEN_OK.replace("alphabet_size: 4", "alphabet_size: 2").replace("instructions: 4", "instructions: 30")), 2, "instructions"),
+    ("pattern-longer-than-input", lambda r: _gen(r, "", base=GEN_OK.replace("pattern_length: 2", "pattern_length: 9")), 2, "pattern_length"),
     ("impossible-unseen-split", lambda r: _gen(r, "test_unseen_instructions: 100000\n"), 2, "test_unseen"),
-    ("config-missing", lambda r: ["generate", "--config", str(r / "nope.yaml"), "--out", str(r / "out")], 2, "nope.yaml"),  # noqa: E501
+    ("config-missing", lambda r: ["generate", "--config", str(r / "nope.yaml"), "--out", str(r / "out")], 2, "nope.yaml"),
     ("set-without-equals", lambda r: [*_gen(r), "--set", "budget"], 2, "expected key=value"),
     ("set-unknown-key", lambda r: [*_gen(r), "--set", "bugdet=3"], 2, "bugdet: unknown key"),
     ("out-is-a-file", lambda r: [*_gen(r)[:-3], "--out", _write(r, "afile", "x"), "--quiet"], 1, "afile"),
     ("out-under-proc", lambda r: [*_gen(r)[:-3], "--out", "/proc/onlyif-x", "--quiet"], 1, "/proc/onlyif-x"),
     # --- mix: config and source files
-    ("mix-duplicate-names", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"", "a") + "\n" + _jsonl_source(r, b"", "a")), "--out", str(r / "out")], 2, "a"),  # noqa: E501
-    ("mix-fractions-not-1", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"").replace("fraction: 1.0", "fraction: 0.5")), "--out", str(r / "out")], 2, "fraction"),  # noqa: E501
-    ("mix-missing-file", lambda r: ["mix", "--config", _mix_config(r, "  - {name: a, domain: d, path: /nonexistent/a.jsonl, format: prompt_response, fraction: 1.0}"), "--out", str(r / "out")], 2, "/nonexistent/a.jsonl"),  # noqa: E501
-    ("mix-unknown-format", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"").replace("prompt_response", "tweets")), "--out", str(r / "out")], 2, "format"),  # noqa: E501
-    ("mix-zero-budget", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b'{"prompt": "p", "response": "r"}\n'), budget=0), "--out", str(r / "out")], 2, "budget"),  # noqa: E501
-    ("mix-empty-source-file", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"")), "--out", str(r / "out")], 1, "sources[a]: the source has no rows"),  # noqa: E501
-    ("mix-all-rows-binary", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"\xff\xfe\x00garbage\n" * 3)), "--out", str(r / "out")], 1, "sources[a]"),  # noqa: E501
-    ("mix-wrong-columns", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b'{"question": "p", "answer": "r"}\n' * 3)), "--out", str(r / "out")], 1, "sources[a]"),  # noqa: E501
-    ("mix-hub-offline", lambda r: ["mix", "--config", _mix_config(r, "  - {name: h, domain: d, hf: some-org/unknown-id, format: alpaca, fraction: 1.0}"), "--out", str(r / "out")], 2, "some-org/unknown-id"),  # noqa: E501
-    ("mix-more-than-available", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b'{"prompt": "p", "response": "r"}\n').replace("fraction: 1.0", "count: 4")), "--out", str(r / "out")], 2, "a"),  # noqa: E501
+    ("mix-duplicate-names", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"", "a") + "\n" + _jsonl_source(r, b"", "a")), "--out", str(r / "out")], 2, "a"),
+    ("mix-fractions-not-1", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"").replace("fraction: 1.0", "fraction: 0.5")), "--out", str(r / "out")], 2, "fraction"),
+    ("mix-missing-file", lambda r: ["mix", "--config", _mix_config(r, "  - {name: a, domain: d, path: /nonexistent/a.jsonl, format: prompt_response, fraction: 1.0}"), "--out", str(r / "out")], 2, "/nonexistent/a.jsonl"),
+    ("mix-unknown-format", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"").replace("prompt_response", "tweets")), "--out", str(r / "out")], 2, "format"),
+    ("mix-zero-budget", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b'{"prompt": "p", "response": "r"}\n'), budget=0), "--out", str(r / "out")], 2, "budget"),
+    ("mix-empty-source-file", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"")), "--out", str(r / "out")], 1, "sources[a]: the source has no rows"),
+    ("mix-all-rows-binary", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b"\xff\xfe\x00garbage\n" * 3)), "--out", str(r / "out")], 1, "sources[a]"),
+    ("mix-wrong-columns", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b'{"question": "p", "answer": "r"}\n' * 3)), "--out", str(r / "out")], 1, "sources[a]"),
+    ("mix-hub-offline", lambda r: ["mix", "--config", _mix_config(r, "  - {name: h, domain: d, hf: some-org/unknown-id, format: alpaca, fraction: 1.0}"), "--out", str(r / "out")], 2, "some-org/unknown-id"),
+    ("mix-more-than-available", lambda r: ["mix", "--config", _mix_config(r, _jsonl_source(r, b'{"prompt": "p", "response": "r"}\n').replace("fraction: 1.0", "count: 4")), "--out", str(r / "out")], 2, "a"),
     # --- diversity
     ("diversity-missing-data", lambda r: ["diversity", str(r / "nothing")], 1, "nothing"),
-    ("diversity-corrupt-parquet", lambda r: ["diversity", _write(r, "bad.parquet", b"PAR1 this is not parquet")], 1, "bad.parquet"),  # noqa: E501
+    ("diversity-corrupt-parquet", lambda r: ["diversity", _write(r, "bad.parquet", b"PAR1 this is not parquet")], 1, "bad.parquet"),
     ("diversity-empty-parquet", lambda r: ["diversity", _empty_parquet(r)], 1, "empty.parquet"),
     # --- train
-    ("train-missing-data", lambda r: ["train", "--config", _train_config(r, ""), "--data", str(r / "nodata"), "--out", str(r / "run")], 1, "nodata"),  # noqa: E501
-    ("train-fp16-on-cpu", lambda r: ["train", "--config", _train_config(r, "deepspeed: {fp16: true}\n"), "--data", str(r), "--out", str(r / "run")], 2, "fp16"),  # noqa: E501
-    ("train-config-only-model", lambda r: ["train", "--config", _train_config(r, f"model: {{pretrained: {_fake_model_dir(r)}}}\n"), "--data", _dataset(r), "--out", str(r / "run")], 1, "no weights"),  # noqa: E501
+    ("train-missing-data", lambda r: ["train", "--config", _train_config(r, ""), "--data", str(r / "nodata"), "--out", str(r / "run")], 1, "nodata"),
+    ("train-fp16-on-cpu", lambda r: ["train", "--config", _train_config(r, "deepspeed: {fp16: true}\n"), "--data", str(r), "--out", str(r / "run")], 2, "fp16"),
+    ("train-config-only-model", lambda r: ["train", "--config", _train_config(r, f"model: {{pretrained: {_fake_model_dir(r)}}}\n"), "--data", _dataset(r), "--out", str(r / "run")], 1, "no weights"),
     ("train-resume-not-a-run", lambda r: ["train", "--resume", str(r)], 1, "case"),
-    ("train-more-workers-than-the-cluster", lambda r: ["train", "--config", _train_config(r, "scaling: {num_workers: 16}\n"), "--data", _dataset(r), "--out", str(r / "run")], 2, "can never have more"),  # noqa: E501
+    ("train-more-workers-than-the-cluster", lambda r: ["train", "--config", _train_config(r, "scaling: {num_workers: 16}\n"), "--data", _dataset(r), "--out", str(r / "run")], 2, "can never have more"),
     # --- sweep / report / reproduce
     ("sweep-resume-not-an-experiment", lambda r: ["sweep", "--resume", str(r)], 1, "case"),
-    ("sweep-all-points-invalid", lambda r: ["sweep", "--config", _write(r, "s.yaml", "name: s\ngrid: {instructions: [100], budget: [10]}\n"), "--out", str(r / "exp")], 2, "grid"),  # noqa: E501
-    ("sweep-out-not-empty", lambda r: ["sweep", "--config", str(REPO / "jobs/configs/sweep_main.yaml"), "--out", str(Path(_write(r, "exp/x", "x")).parent)], 1, "not empty"),  # noqa: E501
+    ("sweep-all-points-invalid", lambda r: ["sweep", "--config", _write(r, "s.yaml", "name: s\ngrid: {instructions: [100], budget: [10]}\n"), "--out", str(r / "exp")], 2, "grid"),
+    ("sweep-out-not-empty", lambda r: ["sweep", "--config", str(REPO / "jobs/configs/sweep_main.yaml"), "--out", str(Path(_write(r, "exp/x", "x")).parent)], 1, "not empty"),
     ("report-not-an-experiment", lambda r: ["report", str(r)], 1, "case"),
-    ("reproduce-unknown-key", lambda r: ["reproduce", "--set", "grid.instruction=[1]", "--out", str(r / "exp")], 2, "instruction"),  # noqa: E501
+    ("reproduce-unknown-key", lambda r: ["reproduce", "--set", "grid.instruction=[1]", "--out", str(r / "exp")], 2, "instruction"),
     ("reproduce-resume-not-an-experiment", lambda r: ["reproduce", "--resume", str(r)], 1, "case"),
     # --- eval
-    ("eval-code-unknown-benchmark", lambda r: ["eval", "code", "--benchmark", str(r / "nobench.jsonl"), "--canonical", "--out", str(r / "o")], 1, "nobench.jsonl"),  # noqa: E501
-    ("eval-exact-match-missing-model", lambda r: ["eval", "exact-match", "--model", str(r / "nomodel"), "--data", str(r)], 1, "nomodel"),  # noqa: E501
+    ("eval-code-unknown-benchmark", lambda r: ["eval", "code", "--benchmark", str(r / "nobench.jsonl"), "--canonical", "--out", str(r / "o")], 1, "nobench.jsonl"),
+    ("eval-exact-match-missing-model", lambda r: ["eval", "exact-match", "--model", str(r / "nomodel"), "--data", str(r)], 1, "nomodel"),
     ("eval-code-config-only-model", lambda r: ["eval", "code", "--benchmark", "humaneval", "--model", _fake_model_dir(r), "--max-problems", "1", "--out", str(r / "o")], 1, "model"),
-    ("eval-code-bad-k", lambda r: ["eval", "code", "--benchmark", "humaneval", "--canonical", "--k", "0", "--out", str(r / "o")], 2, "k"),  # noqa: E501  # noqa: E501
+    ("eval-code-bad-k", lambda r: ["eval", "code", "--benchmark", "humaneval", "--canonical", "--k", "0", "--out", str(r / "o")], 2, "k"),
 ]  # fmt: skip
 
 JOB_CASES = [
