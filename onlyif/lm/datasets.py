@@ -57,8 +57,12 @@ def dataset_kind(data_dir: str | os.PathLike, split: str) -> Kind:
     )
 
 
-def read_rows(data_dir: str | os.PathLike, split: str, limit: int | None = None) -> dict[str, list]:
-    """The first ``limit`` rows of a split as column lists (the columns codecs and metrics use)."""
+def read_rows(
+    data_dir: str | os.PathLike, split: str, limit: int | None = None, applied_only: bool = False
+) -> dict[str, list]:
+    """The first ``limit`` rows of a split as column lists (the columns codecs and metrics use); with
+    ``applied_only``, the first rows whose ``noop`` is false (all rows where the data has no ``noop`` column)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     kind = dataset_kind(data_dir, split)
@@ -67,6 +71,8 @@ def read_rows(data_dir: str | os.PathLike, split: str, limit: int | None = None)
     for f in split_files(data_dir, split):
         schema_names = pq.read_schema(f).names
         table = pq.read_table(f, columns=[c for c in wanted if c in schema_names])
+        if applied_only and "noop" in table.column_names:
+            table = table.filter(pc.invert(pc.fill_null(table["noop"], False)))
         if limit is not None:
             table = table.slice(0, limit - len(next(iter(cols.values()), [])))
         for name in table.column_names:

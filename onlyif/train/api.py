@@ -38,9 +38,9 @@ from onlyif.train.checks import check_resources, check_run_target
 from onlyif.train.config import TrainConfig
 from onlyif.train.inputs import (
     eval_items,
-    eval_items_of,
     eval_split_dirs,
     model_max_length,
+    probe_items,
     shard_config,
     train_shards,
 )
@@ -102,11 +102,13 @@ def run_training(
 
     # The workers' inputs, all prepared (and refused) here before anything is written.
     shards, per_worker = train_shards(cfg, data, codec, kind, named[0])
+    probe_metric, probe = probe_items(cfg, codec, data)
     loop_config = {
         "cfg": worker_cfg,
         "codec": codec,
         "eval_items": eval_items(cfg, eval_split_dirs(cfg.eval.splits, data, evals), codec, model_max_length(cfg)),
-        "probe_items": eval_items_of(codec, data, "train", cfg.early_stop.sample) if cfg.early_stop else [],
+        "probe_metric": probe_metric,
+        "probe_items": probe,
         "rows_per_worker": per_worker,
         "total_steps": total_optimizer_steps(per_worker, cfg),
     }

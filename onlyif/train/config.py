@@ -140,6 +140,10 @@ class EarlyStopConfig(Config):
     """Training rows decoded after every epoch (the first ones, in file order: a random sample of the shuffled
     generated data)."""
     patience: int = Field(2, ge=1)
+    rows: Literal["applied", "all"] = "applied"
+    """``applied``: the probe skips no-op rows where the data marks them (synthetic data; copying the input solves
+    those, so at a large no-op share a model that has not learned the rules would pass), reported as
+    ``train/exact_match_applied``; ``all``: every row, reported as ``train/exact_match``."""
 
 
 class CheckpointConfig(Config):

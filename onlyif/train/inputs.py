@@ -130,16 +130,29 @@ def eval_split_dirs(splits: list[str], data_dir: Path | None, eval_data: list[Pa
     return out
 
 
-def eval_items_of(codec: Codec, root: Path, split: str, limit: int | None) -> list[dict]:
+def _items(codec: Codec, rows: dict[str, list]) -> list[dict]:
     from onlyif.eval.exact_match import eval_items
 
-    return eval_items(codec, read_rows(root, split, limit))
+    return eval_items(codec, rows)
+
+
+def probe_items(cfg: TrainConfig, codec: Codec, root: Path) -> tuple[str, list[dict]]:
+    """The early-stop probe (:class:`~onlyif.train.config.EarlyStopConfig`): the metric it reports and the first
+    ``sample`` training rows, the applied ones where the data marks no-op rows and ``rows`` is ``applied``."""
+    es = cfg.early_stop
+    if es is None:
+        return "", []
+    rows = read_rows(root, "train", es.sample, applied_only=es.rows == "applied")
+    marked = es.rows == "applied" and "noop" in rows
+    if marked and not rows["noop"]:  # every training row is a no-op: probe them all
+        rows, marked = read_rows(root, "train", es.sample), False
+    return ("train/exact_match_applied" if marked else "train/exact_match"), _items(codec, rows)
 
 
 def eval_items(cfg: TrainConfig, roots: dict[str, Path], codec: Codec, max_length: int) -> dict[str, list[dict]]:
     out = {}
     for split, root in roots.items():
-        items = eval_items_of(codec, root, split, cfg.eval.max_examples)
+        items = _items(codec, read_rows(root, split, cfg.eval.max_examples))
         longest = max((len(it["prompt_ids"]) + it["budget"] for it in items), default=0)
         if longest > max_length:
             raise OnlyIfError(f"{root / split}: examples need {longest} positions, the model has {max_length}")

@@ -4,7 +4,8 @@ The loop reads only its ``config`` (built by :func:`onlyif.train.api.run_trainin
 
 * ``cfg`` — the :class:`TrainConfig` as a dict;
 * ``codec`` — the tokenizer codec; ``eval_items`` — {split: items} decoded after evaluated epochs;
-* ``probe_items`` — training rows decoded after every epoch for ``early_stop`` (empty without it);
+* ``probe_items`` — training rows decoded after every epoch for ``early_stop`` (empty without it), reported as
+  ``probe_metric``;
 * ``rows_per_worker`` and ``total_steps`` — fixed by the driver so every worker runs the same number of steps.
 
 Each epoch ends with ``ray.train.report(metrics, checkpoint=...)``: every worker saves its DeepSpeed engine
@@ -289,8 +290,9 @@ def train_loop(config: dict[str, Any]) -> None:
         state = _full_state_dict(engine, 3) if cfg.deepspeed.zero_stage == 3 and (probing or final) else None
         probe: dict[str, Any] = {}
         if probing:
-            probe["train/exact_match"] = _probe(engine, cfg, codec, config["probe_items"], state)
-            learned = learned + 1 if probe["train/exact_match"] >= cfg.early_stop.train_exact_match else 0
+            key = config["probe_metric"]
+            probe[key] = _probe(engine, cfg, codec, config["probe_items"], state)
+            learned = learned + 1 if probe[key] >= cfg.early_stop.train_exact_match else 0
             if learned >= cfg.early_stop.patience and not final:
                 final, probe["early_stopped"] = True, 1
         metrics: dict[str, Any] = {

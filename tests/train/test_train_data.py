@@ -19,7 +19,7 @@ from onlyif.train.config import TrainConfig
 from onlyif.train.ds_config import build_ds_config, lr_factor
 from onlyif.train.loop import micro_batches_per_epoch, total_optimizer_steps
 from onlyif.train.model import build_model
-from tests._train_fixtures import make_synthetic_dataset, tiny_cfg, tiny_hf_model, write_split
+from tests._train_fixtures import make_synthetic_dataset, synthetic_rows, tiny_cfg, tiny_hf_model, write_split
 
 
 def test_loss_mask_covers_exactly_the_prompt_tokens():
@@ -80,6 +80,23 @@ def test_dataset_checks(tmp_path):
     assert dataset_kind(tmp_path / "text", "train") == "text"
     with pytest.raises(OnlyIfError, match="reads only the synthetic rewrite task"):
         CharCodec().encode({"prompt": ["p"], "response": ["r"]})
+
+
+def test_early_stop_probe_skips_no_op_rows_that_copying_solves(tmp_path):
+    from onlyif.train.inputs import probe_items
+
+    data = make_synthetic_dataset(tmp_path / "d", n_train=40, n_test=4)  # every 5th row a no-op
+    codec = CharCodec()
+    metric, items = probe_items(tiny_cfg(early_stop={"sample": 12}), codec, data)
+    first_applied = [i for i, noop in enumerate(read_rows(data, "train")["noop"]) if not noop][:12]
+    assert metric == "train/exact_match_applied" and [it["noop"] for it in items] == [False] * 12
+    assert [it["prompt"] for it in items] == [codec.prompt_texts(read_rows(data, "train"))[i] for i in first_applied]
+    metric, items = probe_items(tiny_cfg(early_stop={"sample": 12, "rows": "all"}), codec, data)
+    assert metric == "train/exact_match" and [it["noop"] for it in items].count(True) == 3  # rows 0, 5, 10
+    write_split(tmp_path / "n", "train", synthetic_rows(10, [("ab", "cd")], 0, noop_every=1), parts=1)
+    metric, items = probe_items(tiny_cfg(early_stop={"sample": 4}), codec, tmp_path / "n")
+    assert metric == "train/exact_match" and len(items) == 4  # nothing applied to probe: every row is
+    assert probe_items(tiny_cfg(), codec, data) == ("", [])  # no early stop, no probe
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
