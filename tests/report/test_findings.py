@@ -144,16 +144,24 @@ def test_domains_verdict(cross, within, shown):
 
 
 @pytest.mark.parametrize(
-    ("few", "many", "shown"),
+    ("few", "many", "seen", "shown"),
     [
-        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.85}, True),  # 10x the examples per rule do not help few rules
-        ({100: 0.0, 1000: 0.4}, {1: 0.3, 10: 0.85}, False),  # enough examples make few rules generalize
-        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.6}, False),  # many rules do not generalize either
+        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.85}, {}, True),  # 10x the examples per rule do not help few rules
+        ({100: 0.0, 1000: 0.4}, {1: 0.3, 10: 0.85}, {}, False),  # enough examples make few rules generalize
+        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.6}, {}, False),  # many rules do not generalize either
+        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.85}, {(20, 100): 0.6, (2000, 1): 0.1}, True),  # small S: not read
+        ({100: 0.0, 1000: 0.02}, {1: 0.3, 10: 0.85}, {(20, 1000): 0.5}, False),  # few rules not even learned
     ],
 )
-def test_patterns_verdict(few, many, shown):
+def test_patterns_verdict(few, many, seen, shown):
     rows = [
-        {"point_id": f"{i},{s}", "instructions": i, "examples_per_instruction": s, UNSEEN: acc, SEEN: 0.9}
+        {
+            "point_id": f"{i},{s}",
+            "instructions": i,
+            "examples_per_instruction": s,
+            UNSEEN: acc,
+            SEEN: seen.get((i, s), 0.9),
+        }
         for i, accs in ((20, few), (2000, many))
         for s, acc in accs.items()
     ]
