@@ -33,6 +33,7 @@ from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import library_versions, write_json_atomic
 from onlyif.lm.codec import CharCodec, Codec
 from onlyif.lm.datasets import dataset_kind
+from onlyif.ray_utils import started_here
 from onlyif.redact import redact
 from onlyif.train.checks import check_resources, check_run_target
 from onlyif.train.config import TrainConfig
@@ -242,6 +243,10 @@ def _fit(
     # (1.4-1.9 s per report, measured on a GPU). Ray passes this variable from the process calling fit() (the
     # driver, or a Tune trial) to the controller and workers, on a local or remote cluster alike.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(HEALTH_CHECK_INTERVAL_S))
+    if started_here():
+        # A local Ray this command started is one node that nothing drains: Ray Train's preemption watcher (an actor
+        # per run, polling for node drains) would only take a process start from the two training workers.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     t0 = time.perf_counter()
     ok = False
     try:

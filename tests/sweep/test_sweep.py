@@ -321,6 +321,18 @@ def test_interrupted_killed_and_mlflow_lost_sweep_resumes_without_duplicate_or_l
                 )
         assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
         assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 3
+
+        # the recommender on these real trials (3 points, one factor: log I): an explored I and a loadable config
+        from onlyif.cli import main
+        from onlyif.tasks.config import TaskConfig
+
+        assert main(["recommend", str(exp)]) == 0
+        result = json.loads((exp / "recommend" / "recommend.json").read_text())
+        assert [f["name"] for f in result["factors"]] == ["log10 I"]
+        assert result["metric"] == "test_unseen/exact_match_applied" and result["trials"] == 3
+        assert 2 <= result["recommendation"]["labels"]["instructions"] <= 8
+        task = load_config(TaskConfig, exp / "recommend" / "generate.yaml")
+        assert (task.instructions, task.budget) == (result["recommendation"]["labels"]["instructions"], 32)
     finally:
         if proc.poll() is None:
             proc.kill()
