@@ -33,6 +33,7 @@ from onlyif.errors import ConfigError, OnlyIfError
 from onlyif.io import library_versions, write_json_atomic
 from onlyif.lm.codec import CharCodec, Codec
 from onlyif.lm.datasets import dataset_kind
+from onlyif.ray_errors import user_error
 from onlyif.ray_utils import started_here
 from onlyif.redact import redact
 from onlyif.train.checks import check_resources, check_run_target
@@ -199,6 +200,7 @@ def _fit(
     from ray.train.torch import TorchTrainer
 
     from onlyif.train.tracking import MetricsCallback, end_mlflow_run, start_mlflow_run
+    from onlyif.train.user_errors import StopOnUserError
 
     mlflow_uri = run_id = None
     if cfg.mlflow:
@@ -234,7 +236,11 @@ def _fit(
                 checkpoint_score_attribute=ck.metric,
                 checkpoint_score_order=ck.mode,
             ),
-            callbacks=[MetricsCallback(out, mlflow_uri, run_id, mirror=remote), *(callbacks or [])],
+            callbacks=[
+                MetricsCallback(out, mlflow_uri, run_id, mirror=remote),
+                StopOnUserError(),
+                *(callbacks or []),
+            ],
         ),
         datasets={"train": shards[0]},
         dataset_config=shard_config(shards),
@@ -252,6 +258,11 @@ def _fit(
     try:
         result = trainer.fit()
         ok = True
+    except Exception as exc:
+        found = user_error(exc)
+        if isinstance(found, OnlyIfError):  # raised in a worker and stopped by StopOnUserError: one line, no retry
+            raise found from None
+        raise
     finally:
         if run_id is not None:
             end_mlflow_run(mlflow_uri, run_id, ok)

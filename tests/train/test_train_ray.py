@@ -142,6 +142,39 @@ def test_worker_failure_resumes_from_latest_checkpoint(s3_data, reference, tmp_p
     assert json.loads((out.run_dir / "run.json").read_text())["data"] == s3_data  # what a resume reads again
 
 
+def _raise_user_error(config):
+    from onlyif.errors import ConfigError
+
+    with open(config["attempts"], "a") as f:
+        f.write("attempt\n")
+    raise ConfigError("train: row 3: a user error a worker finds")
+
+
+def test_a_workers_user_error_ends_the_run_without_retries(tmp_path):
+    """FailureConfig(max_failures=2) would restart the worker group twice; StopOnUserError ends the run at the first
+    user error, and the error reaches the driver as itself (one line, its class and exit code)."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from onlyif.ray_errors import user_error
+    from onlyif.train.user_errors import StopOnUserError
+
+    attempts = tmp_path / "attempts"
+    trainer = TorchTrainer(
+        _raise_user_error,
+        train_loop_config={"attempts": str(attempts)},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(
+            storage_path=str(tmp_path), failure_config=FailureConfig(max_failures=2), callbacks=[StopOnUserError()]
+        ),
+    )
+    with pytest.raises(Exception) as info:
+        trainer.fit()
+    found = user_error(info.value)
+    assert isinstance(found, ConfigError) and str(found) == "train: row 3: a user error a worker finds", info.value
+    assert attempts.read_text().splitlines() == ["attempt"] * 2  # one try of the 2 workers, no restart
+
+
 def test_pretrained_model_on_text_data_via_cli_with_zero1_bf16(tmp_path):
     from onlyif.cli import main
     from tests._train_fixtures import TEXT_CORPUS, tiny_hf_model, write_split
