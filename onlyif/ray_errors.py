@@ -7,9 +7,10 @@ The convention:
   raises it again with :func:`raise_recorded` (or :func:`raise_first_in`). Raised instead, Ray Data would log the
   failed block with its traceback at ERROR on the user's terminal and wrap the error in ``UserCodeException``,
   whose copy on the driver keeps only the traceback text, not the original.
-- **Ray Train workers** raise as local code does; the run's :class:`~onlyif.train.user_errors.StopOnUserError` callback
-  ends the run at once (a user error is deterministic: ``FailureConfig`` would only repeat it), and the error comes
-  back as the ``controller_failure`` of Ray Train's ``ControllerError``, which :func:`user_error` follows.
+- **Ray Train workers** raise as local code does; the run's
+  :class:`~onlyif.train.user_errors.StopOnUserError` callback ends the run at once (a user error is deterministic:
+  ``FailureConfig`` would only repeat it), and the error comes back as the ``controller_failure`` of Ray Train's
+  ``ControllerError``, which :func:`user_error` follows.
 - **Ray tasks and actors** raise as local code does. Ray pickles the original exception into
   ``RayTaskError.cause`` (the error ``ray.get`` raises is also an instance of its class, through
   ``as_instanceof_cause``, but its text is the remote traceback); :func:`user_error` walks ``cause`` back to it.
@@ -49,8 +50,8 @@ def raise_first_in(column: Any, prefix: str = "") -> None:
 
 def user_error(exc: BaseException) -> BaseException:
     """The ``OnlyIfError`` a Ray task raised, found through ``RayTaskError.cause``, Python's ``__cause__`` and Ray
-    Train's ``ControllerError.controller_failure``, as
-    a plain error of its class with the first line of its message; ``exc`` itself when there is none."""
+    Train's ``ControllerError.controller_failure``, as a plain error of its class with the first line of its message;
+    ``exc`` itself when there is none."""
     ray_exceptions = sys.modules.get("ray.exceptions")  # none loaded: no Ray error to unwrap
     task_error = ray_exceptions.RayTaskError if ray_exceptions is not None else ()
     seen: set[int] = set()

@@ -132,8 +132,8 @@ class EvalConfig(Config):
 
 class EarlyStopConfig(Config):
     """End training before ``epochs`` once the model reproduces its own training data: greedy exact match on the
-    first ``sample`` training rows at or above ``train_exact_match`` after ``patience`` epochs in a row (counted
-    from the start, or from a resume). The learning-rate schedule still spans ``epochs``."""
+    first ``sample`` training rows (applied ones, see ``rows``) at or above ``train_exact_match`` after ``patience``
+    epochs in a row (counted from the start, or from a resume). The learning-rate schedule still spans ``epochs``."""
 
     train_exact_match: float = Field(0.99, gt=0.0, le=1.0)
     sample: int = Field(256, ge=1)
@@ -167,8 +167,8 @@ class TrainConfig(Config):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     early_stop: EarlyStopConfig | None = None
-    """Stop once the training data is learned (``train/exact_match`` is reported every epoch); null = run all
-    ``epochs``."""
+    """Stop once the training data is learned (``train/exact_match_applied``, or ``train/exact_match`` with
+    ``rows: all`` or data without no-op marks, is reported every epoch); null = run all ``epochs``."""
     batch_size: int = Field(64, ge=1)
     """Micro-batch size per worker (global batch = batch_size × num_workers × grad_accum)."""
     epochs: int = Field(2, ge=1)
