@@ -88,14 +88,16 @@ def test_early_stop_probe_skips_no_op_rows_that_copying_solves(tmp_path):
     data = make_synthetic_dataset(tmp_path / "d", n_train=40, n_test=4)  # every 5th row a no-op
     codec = CharCodec()
     metric, items = probe_items(tiny_cfg(early_stop={"sample": 12}), codec, data)
-    first_applied = [i for i, noop in enumerate(read_rows(data, "train")["noop"]) if not noop][:12]
+    rows = read_rows(data, "train")
+    prompts = codec.prompt_texts(rows)
+    first_applied = [prompts[i] for i, noop in enumerate(rows["noop"]) if not noop][:12]
     assert metric == "train/exact_match_applied" and [it["noop"] for it in items] == [False] * 12
-    assert [it["prompt"] for it in items] == [codec.prompt_texts(read_rows(data, "train"))[i] for i in first_applied]
+    assert [it["prompt"] for it in items] == first_applied
     metric, items = probe_items(tiny_cfg(early_stop={"sample": 12, "rows": "all"}), codec, data)
     assert metric == "train/exact_match" and [it["noop"] for it in items].count(True) == 3  # rows 0, 5, 10
     write_split(tmp_path / "n", "train", synthetic_rows(10, [("ab", "cd")], 0, noop_every=1), parts=1)
     metric, items = probe_items(tiny_cfg(early_stop={"sample": 4}), codec, tmp_path / "n")
-    assert metric == "train/exact_match" and len(items) == 4  # nothing applied to probe: every row is
+    assert metric == "train/exact_match" and len(items) == 4  # no applied row to probe: all rows are probed
     assert probe_items(tiny_cfg(), codec, data) == ("", [])  # no early stop, no probe
 
 
