@@ -1,8 +1,8 @@
 """Taking a mixture's chosen rows out of the surviving blocks and writing them, as Ray tasks.
 
 The surviving rows are range-partitioned and sorted by (source, id), so a row's rank — its position among its
-source's rows — is known from per-block counts. The driver decides on ranks only (:mod:`onlyif.mixing.select`); block
-tasks take the chosen rows, tag each with its output position and send it to the writer of that position;
+source's rows — is known from per-block counts. One task draws the chosen ranks and their output positions
+(:mod:`onlyif.mixing.select`; the driver passes only counts and any k-center picks); block tasks take the chosen rows, tag each with its output position and send it to the writer of that position;
 repeated ids get ``#2``, ``#3``… in chosen order (a small exchange by id); writer tasks on the driver's node write
 ``SPLIT/part-XXXXX.parquet`` (and jsonl parts) for a contiguous run of files.
 """
@@ -23,7 +23,7 @@ from onlyif.data.blocks import OUTSIDE_TRIAL, concat, on_this_node, refs, return
 from onlyif.io import sha256_file, write_jsonl
 from onlyif.mixing.normalize import HASH_HEX
 from onlyif.mixing.records import output_schema
-from onlyif.mixing.select import RANK_BITS, occurrences
+from onlyif.mixing.select import RANK_BITS, occurrences, output_plan
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
@@ -66,6 +66,16 @@ def _texts(block: pa.Table, which: str) -> pa.Table:
 def source_texts(blocks: list, src: np.ndarray, which: str, s: int) -> list:
     """Refs of ``{_idx, text}`` tables: the embedding texts of source ``s`` in rank order."""
     return [_texts.remote(b, which) for b, bs in zip(blocks, src, strict=True) if bs == s]
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _output_plan(available: list[int], requested: list[int], seed: int, picks: list) -> dict[str, np.ndarray]:
+    return output_plan(available, requested, seed, picks)
+
+
+def plan_on_ray(available: list[int], requested: list[int], seed: int, picks: list) -> ray.ObjectRef:
+    """A ref to :func:`onlyif.mixing.select.output_plan`, computed by a task: O(selected) arrays stay off the driver."""
+    return _output_plan.remote(available, requested, seed, picks)
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
@@ -113,11 +123,11 @@ def _write(tmp: str, split_name: str, files: range, rows_per_file: int, with_jso
 
 
 def write_chosen(
-    blocks: list, src: np.ndarray, first_rank: np.ndarray, plan: dict[str, np.ndarray], tmp: Path, cfg, parts: int
+    blocks: list, src: np.ndarray, first_rank: np.ndarray, plan: ray.ObjectRef, total: int, tmp: Path, cfg, parts: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Write the chosen rows (``plan`` of :func:`onlyif.mixing.select.assignment`) as the output split of ``tmp``;
+    """Write the ``total`` chosen rows (``plan``: a ref from :func:`plan_on_ray`) as the output split of ``tmp``;
     returns the files (path, rows, sha256) in order and the rows per domain."""
-    total, per_file = len(plan["key"]), cfg.rows_per_file
+    per_file = cfg.rows_per_file
     (tmp / cfg.output_split).mkdir()
     if total == 0:
         path = tmp / cfg.output_split / "part-00000.parquet"
@@ -128,11 +138,10 @@ def write_chosen(
     nfiles = -(-total // per_file)
     per_writer = -(-nfiles // min(nfiles, parts))
     writers = -(-nfiles // per_writer)
-    plan_ref = ray.put(plan)
     taken = [
         refs(
             _take_chosen.options(num_returns=writers + parts).remote(
-                b, src[i], first_rank[i], plan_ref, per_file, per_writer, writers, parts
+                b, src[i], first_rank[i], plan, per_file, per_writer, writers, parts
             ),
             writers + parts,
         )

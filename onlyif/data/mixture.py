@@ -1,7 +1,7 @@
 """Build a budgeted mixture of real instruction data on Ray: the ``onlyif mix`` job and its Python API.
 
 Steps (each a Ray Data pass or a set of Ray tasks over Arrow blocks; the driver holds object refs, per-source
-counts and the chosen ranks — never per-row state of the input):
+counts and the k-center picks — never per-row state):
 
 1. read every source (:mod:`onlyif.data.sources`) and run the record step (:mod:`onlyif.mixing.records`):
    normalize, quarantine, filter, flag contamination, exact key and MinHash signature;
@@ -96,11 +96,8 @@ def _source_error_checks(src: SourceConfig, n: int, bad: int, first_problem: str
         )
 
 
-def _choose(cfg: MixtureConfig, idx: int, available: int, requested: int, texts, progress: bool):
-    """Chosen ranks of source ``idx`` (with repeats when upsampling) and the number of upsampled extra rows."""
-    from onlyif.mixing.select import chosen_ranks
-
-    src = cfg.sources[idx]
+def _check_requested(src: SourceConfig, available: int, requested: int) -> None:
+    """Refuse (or announce) a request for more rows than the source has left."""
     if requested > available:
         if not src.upsample:
             raise ConfigError(
@@ -111,17 +108,17 @@ def _choose(cfg: MixtureConfig, idx: int, available: int, requested: int, texts,
             "sources[%s]: upsampling %d rows to %d (x%.2f)", src.name, available, requested, requested / available
         )
 
-    def k_center_picks(k: int) -> np.ndarray:
-        from onlyif.data.embed import embed_in_order
-        from onlyif.data.kcenter_ray import k_center_sharded
 
-        log.info("k-center: embedding %d candidates of %s", available, src.name)
-        emb = embed_in_order(texts(), cfg.embed)
-        with tqdm(total=k, desc=f"k-center {src.name}", disable=not progress, leave=False) as bar:
-            return k_center_sharded(emb, k, seed=cfg.seed, progress=lambda j: bar.update(j - bar.n))
+def _k_center_picks(cfg: MixtureConfig, src: SourceConfig, available: int, k: int, texts: list, progress: bool):
+    """Greedy k-center picks (ranks) among a source's ``available`` rows (``texts``: refs of their embedding
+    texts in rank order), on embeddings held by Ray actors."""
+    from onlyif.data.embed import embed_in_order
+    from onlyif.data.kcenter_ray import k_center_sharded
 
-    pick = k_center_picks if src.selection == "kcenter" else None
-    return chosen_ranks(available, requested, np.random.default_rng([cfg.seed, idx]), pick)
+    log.info("k-center: embedding %d candidates of %s", available, src.name)
+    emb = embed_in_order(texts, cfg.embed)
+    with tqdm(total=k, desc=f"k-center {src.name}", disable=not progress, leave=False) as bar:
+        return k_center_sharded(emb, k, seed=cfg.seed, progress=lambda j: bar.update(j - bar.n))
 
 
 def _source_stats(counts: np.ndarray, available: int, requested: int, selected: int, extra: int, selection: str):
@@ -143,9 +140,8 @@ def _source_stats(counts: np.ndarray, available: int, requested: int, selected: 
 def _select(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path, lap, progress: bool):
     """``mode: select``: census, dedup, choice of ranks, writing. Returns ``(stats, files, domains)``."""
     from onlyif.data.mix_dedup import dedup_parts, exact_dedup, near_dedup
-    from onlyif.data.mix_output import sort_by_source_and_id, source_texts, write_chosen
+    from onlyif.data.mix_output import plan_on_ray, sort_by_source_and_id, source_texts, write_chosen
     from onlyif.data.mix_reports import census, write_reports
-    from onlyif.mixing.select import assignment
     from onlyif.ray_utils import cluster_cpus
 
     names, requested = [s.name for s in cfg.sources], cfg.requested()
@@ -168,23 +164,19 @@ def _select(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path
     lap("dedup_s")  # census, dedup and the sort by (source, id): the tasks run as one graph
 
     stats: dict[str, dict[str, Any]] = {}
-    chosen = []
+    picks: list[np.ndarray | None] = []
     for i, src in enumerate(cfg.sources):
-        if requested[i] > 0 and available[i] == 0:
+        have, want = int(available[i]), requested[i]
+        if want > 0 and have == 0:
             raise OnlyIfError(f"sources[{src.name}]: no rows left after filters, decontamination and dedup")
-        ranks, extra = _choose(
-            cfg,
-            i,
-            int(available[i]),
-            requested[i],
-            lambda i=i: source_texts(ordered, block_src, cfg.embed.text, i),
-            progress,
-        )
-        chosen.append(ranks)
-        stats[src.name] = _source_stats(counts[i], int(available[i]), requested[i], len(ranks), extra, src.selection)
-    plan = assignment(chosen, cfg.seed)
+        _check_requested(src, have, want)
+        kcenter = src.selection == "kcenter" and want < have
+        texts = source_texts(ordered, block_src, cfg.embed.text, i) if kcenter else None
+        picks.append(_k_center_picks(cfg, src, have, want, texts, progress) if kcenter else None)
+        stats[src.name] = _source_stats(counts[i], have, want, want, max(want - have, 0), src.selection)
+    plan = plan_on_ray([int(a) for a in available], requested, cfg.seed, picks)  # a ref: never in this process
     lap("select_s")
-    files, domains = write_chosen(ordered, block_src, first_rank, plan, tmp, cfg, parts)
+    files, domains = write_chosen(ordered, block_src, first_rank, plan, sum(requested), tmp, cfg, parts)
     dups = write_reports(tmp, names, quarantined, contaminated, dropped, parts)
     for i, name in enumerate(names):
         stats[name] |= {"exact_duplicates": dups["exact"][i], "near_duplicates": dups["near"][i]}

@@ -6,8 +6,6 @@ rows themselves, only their number.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from onlyif.mixing.budget import upsample_plan
@@ -16,32 +14,42 @@ RANK_BITS = 40  # (source, rank) packed into one int64 key: up to 2^40 rows per 
 
 
 def chosen_ranks(
-    available: int, requested: int, rng: np.random.Generator, pick: Callable[[int], np.ndarray] | None = None
-) -> tuple[np.ndarray, int]:
-    """``(ranks in chosen order, upsampled extra rows)`` of one source.
+    available: int, requested: int, rng: np.random.Generator, picks: np.ndarray | None = None
+) -> np.ndarray:
+    """Ranks of one source in chosen order (with repeats when upsampling).
 
-    Fewer requested than available: ``pick(requested)`` (e.g. k-center) or a seeded random subset, in rank
-    order. More: every rank repeated, then a random remainder (the caller checks that upsampling is allowed).
+    Fewer requested than available: ``picks`` (e.g. k-center's) or a seeded random subset, in rank order. More:
+    every rank repeated, then a random remainder (the caller checks that upsampling is allowed).
     """
     if requested <= available:
         if requested == available:
-            return np.arange(available, dtype=np.int64), 0
-        picks = pick(requested) if pick is not None else rng.permutation(available)[:requested]
-        return np.sort(picks).astype(np.int64), 0
+            return np.arange(available, dtype=np.int64)
+        chosen = picks if picks is not None else rng.permutation(available)[:requested]
+        return np.sort(chosen).astype(np.int64)
     repeats, rest = upsample_plan(requested, available)
     extra = np.sort(rng.permutation(available)[:rest])
-    return np.concatenate([np.tile(np.arange(available, dtype=np.int64), repeats), extra]), requested - available
+    return np.concatenate([np.tile(np.arange(available, dtype=np.int64), repeats), extra])
 
 
-def assignment(ranks: list[np.ndarray], seed: int) -> dict[str, np.ndarray]:
+def output_plan(
+    available: list[int], requested: list[int], seed: int, picks: list[np.ndarray | None]
+) -> dict[str, np.ndarray]:
     """Where every chosen row goes: arrays ``key`` (source << RANK_BITS | rank, sorted), ``g`` (its position in the
-    chosen list: sources in config order) and ``out_pos`` (its row in the output, a seeded permutation)."""
+    chosen list: sources in config order) and ``out_pos`` (its row in the output, a seeded permutation).
+
+    Source ``i`` draws its ranks from ``default_rng([seed, i])`` unless ``picks[i]`` gives them (k-center)."""
+    ranks = [
+        chosen_ranks(a, r, np.random.default_rng([seed, i]), p)
+        for i, (a, r, p) in enumerate(zip(available, requested, picks, strict=True))
+    ]
     total = sum(len(r) for r in ranks)
     src = np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(ranks)] or [np.zeros(0, np.int64)])
     rank = np.concatenate(ranks or [np.zeros(0, np.int64)]).astype(np.int64)
+    del ranks
     perm = np.random.default_rng(seed).permutation(total)
     out_pos = np.empty(total, dtype=np.int64)
     out_pos[perm] = np.arange(total)
+    del perm
     key = (src << RANK_BITS) | rank
     order = np.argsort(key, kind="stable")
     return {"key": key[order], "g": order.astype(np.int64), "out_pos": out_pos[order]}

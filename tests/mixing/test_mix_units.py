@@ -146,3 +146,18 @@ def test_hf_datasets_are_read_from_their_arrow_cache_files_by_row_ranges(tmp_pat
     read = _read_arrow_chunks({k: [p[k] for p in pieces] for k in pieces[0]})
     assert read.to_pydict() == rows
     assert hf_arrow_chunks(ds.shuffle(seed=0), 4) is None  # an indices mapping: read through the table instead
+
+
+def test_output_plan_takes_the_picks_upsamples_and_places_every_row_once():
+    from onlyif.mixing.select import RANK_BITS, output_plan
+
+    # source 0: 3 of 10 by k-center picks; source 1: 4 of 6 at random; source 2: 5 from 2 rows (upsampled)
+    plan = output_plan([10, 6, 2], [3, 4, 5], seed=7, picks=[np.array([9, 0, 4]), None, None])
+    src, rank = plan["key"] >> RANK_BITS, plan["key"] & ((1 << RANK_BITS) - 1)
+    assert list(plan["key"]) == sorted(plan["key"])
+    assert list(rank[src == 0]) == [0, 4, 9]
+    assert len(set(rank[src == 1])) == 4 and set(rank[src == 1]) <= set(range(6))
+    assert sorted(rank[src == 2]) == [0, 0, 0, 1, 1] or sorted(rank[src == 2]) == [0, 0, 1, 1, 1]
+    assert sorted(plan["out_pos"]) == list(range(12)) and sorted(plan["g"]) == list(range(12))
+    again = output_plan([10, 6, 2], [3, 4, 5], seed=7, picks=[np.array([9, 0, 4]), None, None])
+    assert all((again[k] == plan[k]).all() for k in plan)  # seeded
