@@ -1,6 +1,7 @@
 """The cluster path, on real processes: `onlyif cluster up` (a Ray head, a second Ray node or Ray's autoscaler, an
 MLflow server and a local S3 server, all bound to 127.0.0.1, Ray with token auth), `ray job submit` of the smoke
-sweep, results read back over HTTP and from object storage, a worker node lost mid-training (the run resumes on the
+sweep, results read back over HTTP and from object storage (Tune's experiment and the trials' runs on S3, the report
+and `--resume` reading them back), a worker node lost mid-training (the run resumes on the
 head from its last checkpoint), then `onlyif cluster down`. The jobs reach the cluster through `ray job submit`
 only; the test process's own Ray (the session's one-node cluster) builds the reference mixture."""
 
@@ -86,6 +87,7 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, 
     from ray.tune import ExperimentAnalysis
 
     from onlyif.cli import main
+    from onlyif.sweep.report_cmd import make_report
 
     # the reference mixture: built by the session's Ray, one node
     mix_cfg = _mixture_config(tmp_path)
@@ -142,10 +144,21 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, 
         body = s3.get_object(Bucket="onlyif", Key=report_key)["Body"].read().decode()
         assert body == (out / "report" / "report.md").read_text()
         assert any(k.startswith("tune/sweep_main/") for k in keys)
-        assert not (out / "tune").exists()
+        assert not (out / "tune").exists() and not (out / "trials").exists()  # nothing of Tune's or the trials' here
         analysis = ExperimentAnalysis("s3://onlyif/tune/sweep_main")  # the restore point, read back from S3
         assert len(analysis.trials) == 1
         assert all(t.status == "TERMINATED" for t in analysis.trials)
+        # the trial's training run (Ray Train's checkpoints and our files) lives beside Tune's experiment
+        (trial,) = {k.split("/")[3] for k in keys if k.startswith("tune/sweep_main/trials/") and not k.endswith("/")}
+        run = [k.removeprefix(f"tune/sweep_main/trials/{trial}/") for k in keys if f"/trials/{trial}/" in k]
+        assert any(k.startswith("ray_train/checkpoint_") and k.endswith("/train_state.json") for k in run), run
+        assert {"run.json", "metrics.jsonl", "config.yaml", "model/config.json", "eval/test_unseen.json"} <= set(run)
+        assert make_report(out, log_to_mlflow=False)["trials"] == 1  # `onlyif report` reads Tune's experiment there
+        metrics_key = f"tune/sweep_main/trials/{trial}/metrics.jsonl"
+        metrics = s3.get_object(Bucket="onlyif", Key=metrics_key)["Body"].read()
+        # --resume of the finished sweep restores Tune from the URI and trains nothing again
+        _submit(env, REPO, "python", "jobs/sweep.py", "--resume", str(out))
+        assert s3.get_object(Bucket="onlyif", Key=metrics_key)["Body"].read() == metrics
 
         # the same mixture built on the two nodes (its record tasks on both) has the same bytes
         _submit(env, REPO, "python", "jobs/mix.py", "--config", str(mix_cfg), "--out", str(tmp_path / "mix_2"))

@@ -1,8 +1,8 @@
 """Training runs in object storage, against a real local S3 server (moto, 127.0.0.1): ``onlyif train --out s3://…``
 has Ray Train persist its checkpoints under the URI and uploads the run's own files; a resume on another node (an
-empty node-local cache) restores both from the URI and continues at the saved step. A sweep with
-``tune.storage_path: s3://…`` keeps its trials' training runs there (nothing under ``EXP_DIR/trials``), and its
-report and ``--resume`` read them back; a trial's evaluation task reads the model from the URI and writes there.
+empty node-local cache) restores both from the URI and continues at the saved step; a trial's evaluation task
+reads the model from the URI and writes there. (A sweep with ``tune.storage_path: s3://…`` — its trials' runs
+there, its report and ``--resume`` read back — is checked on a real cluster in ``tests/test_cluster.py``.)
 
 The runs are made inside Ray tasks whose ``runtime_env`` carries the S3 variables, as a Tune trial on a cluster node
 that has them: the session's Ray workers started before the S3 server, and Ray Train's controller and workers inherit
@@ -17,7 +17,7 @@ import os
 import pytest
 
 from tests._s3_fixtures import BUCKET, moto_s3
-from tests._storage_run_tasks import cli, evaluate, sweep
+from tests._storage_run_tasks import cli, evaluate
 from tests._train_fixtures import make_synthetic_dataset, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -109,42 +109,6 @@ def test_s3_run_refusals(s3, data, tmp_path, capsys):
         f"onlyif train: error: --resume s3://{BUCKET}/nothing: not a run directory (config.yaml / run.json missing)"
     )
     assert keys(s3, "busy") == ["config.yaml", "run.json"]  # nothing written
-
-
-SWEEP = {
-    "name": "tiny",
-    "task": {"alphabet_size": 4, "input_length": 6, "pattern_length": 2, "test_seen": 8, "test_unseen": 8},
-    "train": {
-        "model": {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 32},
-        "epochs": 1,
-        "batch_size": 16,
-        "scaling": {"num_workers": 1, "threads_per_worker": 1},
-        "eval": {"max_examples": 8},
-        "checkpoint": {"keep": 1},
-    },
-    "grid": {"instructions": [2], "budget": [32]},
-    "tune": {"storage_path": f"s3://{BUCKET}/tune"},
-    "report": {"bootstrap": 20},
-}
-
-
-def test_sweep_with_s3_storage_keeps_the_trials_runs_there(s3, tmp_path):
-    from onlyif.sweep.report_cmd import make_report
-
-    exp = tmp_path / "exp"
-    assert on_node(tmp_path / "node", sweep, SWEEP, str(exp)) == (1, 1, 0)
-    (trial,) = {k.split("/")[0] for k in keys(s3, "tune/tiny/trials")}
-    runs = keys(s3, f"tune/tiny/trials/{trial}")
-    assert any(k.startswith("ray_train/checkpoint_2") and k.endswith("/train_state.json") for k in runs)
-    assert {"run.json", "metrics.jsonl", "config.yaml", "model/config.json", "eval/test_unseen.json"} <= set(runs)
-    assert json.loads(body(s3, f"tune/tiny/trials/{trial}/run.json"))["final"]["step"] > 0
-    assert not (exp / "trials").exists()  # nothing of the trials' runs on the driver's disk
-    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 1
-    assert make_report(exp, log_to_mlflow=False)["trials"] == 1  # `onlyif report` reads Tune's experiment there
-    metrics = body(s3, f"tune/tiny/trials/{trial}/metrics.jsonl")
-    # --resume of the finished sweep restores Tune from the URI and trains nothing again
-    assert on_node(tmp_path / "node", sweep, None, str(exp), True) == (1, 1, 0)
-    assert body(s3, f"tune/tiny/trials/{trial}/metrics.jsonl") == metrics
 
 
 def test_a_trials_evaluation_reads_the_model_from_s3_and_writes_there(s3, tmp_path):
