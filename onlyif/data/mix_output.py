@@ -2,9 +2,10 @@
 
 The surviving rows are range-partitioned and sorted by (source, id), so a row's rank — its position among its
 source's rows — is known from per-block counts. One task draws the chosen ranks and their output positions
-(:mod:`onlyif.mixing.select`; the driver passes only counts and any k-center picks); block tasks take the chosen rows, tag each with its output position and send it to the writer of that position;
-repeated ids get ``#2``, ``#3``… in chosen order (a small exchange by id); writer tasks on the driver's node write
-``SPLIT/part-XXXXX.parquet`` (and jsonl parts) for a contiguous run of files.
+(:mod:`onlyif.mixing.select`; the driver passes only counts and any k-center picks); block tasks take the chosen
+rows, tag each with its output position and send it to the writer of that position; repeated ids get ``#2``,
+``#3``… in chosen order (a small exchange by id); writer tasks on the driver's node write ``SPLIT/part-XXXXX.parquet``
+(and jsonl parts) for a contiguous run of files.
 """
 
 from __future__ import annotations
