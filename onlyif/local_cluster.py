@@ -346,15 +346,17 @@ def _ensure_bucket(spec: ClusterSpec) -> None:
 
 
 def cluster_processes(spec: ClusterSpec) -> list[int]:
-    """PIDs of the cluster's processes: each PID file's process group, and anything naming our Ray directory
-    (Ray's workers and the autoscaler's nodes)."""
+    """PIDs of the cluster's running processes: each PID file's process group, and anything naming our Ray
+    directory (Ray's workers and the autoscaler's nodes). Zombies (dead, not yet reaped) do not count."""
     import psutil
 
     pid_dir = spec.state_dir / "pids"
     groups = {pid for f in (pid_dir.glob("*.pid") if pid_dir.is_dir() else []) if (pid := _recorded_pid(f))}
     marker = str(spec.ray_dir.resolve())
     found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        if p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
         try:
             in_group = os.getpgid(p.info["pid"]) in groups
         except (ProcessLookupError, PermissionError):
@@ -382,6 +384,11 @@ def down(spec: ClusterSpec, grace_s: float = 5.0) -> int:
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.3)
     _signal(cluster_processes(spec) + [p for p in pids if _alive(p)], signal.SIGKILL)
+    # what started while the others stopped (a worker Ray was launching for a job) is caught by a last sweep
+    deadline = time.monotonic() + grace_s
+    while (left := cluster_processes(spec)) and time.monotonic() < deadline:
+        _signal(left, signal.SIGKILL)
+        time.sleep(0.2)
     pid_dir = spec.state_dir / "pids"
     for f in pid_dir.glob("*.pid") if pid_dir.is_dir() else []:
         f.unlink()
