@@ -1,9 +1,9 @@
 """The cluster path, on real processes: `onlyif cluster up` (a Ray head, a second Ray node or Ray's autoscaler, an
 MLflow server and a local S3 server, all bound to 127.0.0.1, Ray with token auth), `ray job submit` of the smoke
 sweep, results read back over HTTP and from object storage (Tune's experiment and the trials' runs on S3, the report
-and `--resume` reading them back), a worker node lost mid-training (the run resumes on the
-head from its last checkpoint), then `onlyif cluster down`. The jobs reach the cluster through `ray job submit`
-only; the test process's own Ray (the session's one-node cluster) builds the reference mixture."""
+and `--resume` reading them back), a worker node lost mid-training (the run resumes on the head from its last
+checkpoint), then `onlyif cluster down`. The jobs reach the cluster through `ray job submit` only; the test
+process's own Ray (the session's one-node cluster) builds the reference mixture."""
 
 from __future__ import annotations
 
