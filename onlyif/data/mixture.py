@@ -121,8 +121,10 @@ def _k_center_picks(cfg: MixtureConfig, src: SourceConfig, available: int, k: in
         return k_center_sharded(emb, k, seed=cfg.seed, progress=lambda j: bar.update(j - bar.n))
 
 
-def _source_stats(counts: np.ndarray, available: int, requested: int, selected: int, extra: int, selection: str):
-    """A source's counts for the manifest (dedup counts are added once the reports are written)."""
+def _source_stats(counts: np.ndarray, available: int, requested: int, selection: str):
+    """A source's counts for the manifest (dedup counts are added once the reports are written): every requested row
+    is selected, those beyond ``available`` as upsampled copies."""
+    extra = max(requested - available, 0)
     return {
         "read": int(counts[0]),
         QUARANTINED: int(counts[1]),
@@ -130,7 +132,7 @@ def _source_stats(counts: np.ndarray, available: int, requested: int, selected: 
         CONTAMINATED: int(counts[3]),
         "available": available,
         "requested": requested,
-        "selected": selected,
+        "selected": requested,
         "upsampled": extra,
         "upsample_factor": round(requested / available, 6) if extra else 1.0,
         "selection": selection,
@@ -173,7 +175,7 @@ def _select(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path
         kcenter = src.selection == "kcenter" and want < have
         texts = source_texts(ordered, block_src, cfg.embed.text, i) if kcenter else None
         picks.append(_k_center_picks(cfg, src, have, want, texts, progress) if kcenter else None)
-        stats[src.name] = _source_stats(counts[i], have, want, want, max(want - have, 0), src.selection)
+        stats[src.name] = _source_stats(counts[i], have, want, src.selection)
     plan = plan_on_ray([int(a) for a in available], requested, cfg.seed, picks)  # a ref: never in this process
     lap("select_s")
     files, domains = write_chosen(ordered, block_src, first_rank, plan, sum(requested), tmp, cfg, parts)
@@ -201,7 +203,7 @@ def _stream(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path
                 f"sources[{src.name}]: asks for {requested[i]} rows but only {available} are available after "
                 "quarantine, filters and decontamination (mode: stream cannot upsample); ask for fewer"
             )
-        stats[src.name] = _source_stats(counts[i], available, requested[i], requested[i], 0, "first") | {
+        stats[src.name] = _source_stats(counts[i], available, requested[i], "first") | {
             "exact_duplicates": 0,
             "near_duplicates": 0,
         }
