@@ -383,10 +383,9 @@ def down(spec: ClusterSpec, grace_s: float = 5.0) -> int:
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.3)
-    _signal(cluster_processes(spec) + [p for p in pids if _alive(p)], signal.SIGKILL)
-    # what started while the others stopped (a worker Ray was launching for a job) is caught by a last sweep
+    # SIGKILL what is left, again until nothing is: a worker Ray was launching for a job may start meanwhile
     deadline = time.monotonic() + grace_s
-    while (left := cluster_processes(spec)) and time.monotonic() < deadline:
+    while (left := cluster_processes(spec) + [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
         _signal(left, signal.SIGKILL)
         time.sleep(0.2)
     pid_dir = spec.state_dir / "pids"
