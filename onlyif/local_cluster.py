@@ -275,9 +275,13 @@ def up(spec: ClusterSpec) -> dict[str, str]:
         spec.token_path.chmod(0o600)
     env = _server_env(spec)
 
-    if _running(spec, "head") is None:
-        _check_free(spec.port)
-        _check_free(spec.dashboard_port)
+    # the S3 and MLflow servers start beside the head (nothing of theirs needs Ray); each is waited for after it
+    start = {name: _running(spec, name) is None for name in ("head", "mlflow")}
+    start["s3"] = bool(spec.s3_port) and _running(spec, "s3") is None
+    ports = {"head": [spec.port, spec.dashboard_port], "s3": [spec.s3_port], "mlflow": [spec.mlflow_port]}
+    for port in (port for name, wanted in start.items() if wanted for port in ports[name]):
+        _check_free(port)
+    if start["head"]:
         cmd = [_bin("ray"), "start", "--head", "--block", f"--port={spec.port}", f"--num-cpus={spec.head_cpus}"]
         cmd += [f"--dashboard-host={HOST}", f"--dashboard-port={spec.dashboard_port}", "--include-dashboard=true"]
         cmd += [f"--dashboard-agent-listen-port={spec.agent_port}"]
@@ -287,6 +291,17 @@ def up(spec: ClusterSpec) -> dict[str, str]:
             cmd.append(f"--autoscaling-config={_autoscaling_config(spec)}")
             head_env = env | {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         _spawn(spec, "head", cmd, head_env)
+    if start["s3"]:
+        _spawn(spec, "s3", [_bin("moto_server"), "-H", HOST, "-p", str(spec.s3_port)], env)
+    if start["mlflow"]:
+        store = (spec.state_dir / "mlflow").resolve()
+        store.mkdir(parents=True, exist_ok=True)
+        local = f"s3://{S3_BUCKET}/mlflow" if spec.s3_port else str(store / "artifacts")
+        artifacts = spec.artifacts or local
+        cmd = [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
+        cmd += ["--artifacts-destination", artifacts, "--host", HOST, "--port", str(spec.mlflow_port)]
+        cmd += ["--workers", "1"]
+        _spawn(spec, "mlflow", cmd, env)
     token = spec.token
     # the job server, and the head's agent that runs the jobs it accepts (a job submitted before the agent is up
     # is refused: "No available agent to submit job")
@@ -307,22 +322,8 @@ def up(spec: ClusterSpec) -> dict[str, str]:
         _wait(f"{spec.workers} Ray worker node(s)", lambda: alive_nodes(spec) >= 1 + spec.workers, spec, "head", 90)
 
     if spec.s3_port:
-        if _running(spec, "s3") is None:
-            _check_free(spec.s3_port)
-            _spawn(spec, "s3", [_bin("moto_server"), "-H", HOST, "-p", str(spec.s3_port)], env)
         _wait("the S3 server", lambda: _http_ok(f"{spec.s3_endpoint}/moto-api/"), spec, "s3", 60)
         _ensure_bucket(spec)
-
-    if _running(spec, "mlflow") is None:
-        _check_free(spec.mlflow_port)
-        store = (spec.state_dir / "mlflow").resolve()
-        store.mkdir(parents=True, exist_ok=True)
-        local = f"s3://{S3_BUCKET}/mlflow" if spec.s3_port else str(store / "artifacts")
-        artifacts = spec.artifacts or local
-        cmd = [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
-        cmd += ["--artifacts-destination", artifacts, "--host", HOST, "--port", str(spec.mlflow_port)]
-        cmd += ["--workers", "1"]
-        _spawn(spec, "mlflow", cmd, env)
     _wait("the MLflow server", lambda: _http_ok(f"{spec.mlflow_uri}/health"), spec, "mlflow", 90)
 
     client = client_env(spec)
