@@ -14,3 +14,11 @@ def evaluate(model: str, spec: dict, out: str) -> tuple[dict, dict]:
     from onlyif.sweep.trainable import _evaluate_task
 
     return _evaluate_task(model, spec, out, 1)
+
+
+def finished(uri: str) -> tuple[dict, list, float] | None:
+    """What a sweep trial rerun by ``--resume`` reads of a finished run at a URI: metrics, (epoch, step) history."""
+    from onlyif.train.api import finished_run
+
+    out = finished_run(uri)
+    return None if out is None else (out.metrics, [(h["epoch"], h["step"]) for h in out.history], out.train_seconds)

@@ -1,8 +1,9 @@
 """Training runs in object storage, against a real local S3 server (moto, 127.0.0.1): ``onlyif train --out s3://…``
 has Ray Train persist its checkpoints under the URI and uploads the run's own files; a resume on another node (an
-empty node-local cache) restores both from the URI and continues at the saved step; a trial's evaluation task
-reads the model from the URI and writes there. (A sweep with ``tune.storage_path: s3://…`` — its trials' runs
-there, its report and ``--resume`` read back — is checked on a real cluster in ``tests/test_cluster.py``.)
+empty node-local cache) restores both from the URI and continues at the saved step, and a third finds it finished; a
+trial's evaluation task reads the model from the URI and writes there. (A sweep with ``tune.storage_path: s3://…``
+— its trials' runs there, its report and ``--resume`` read back — is checked on a real cluster in
+``tests/test_cluster.py``.)
 
 The runs are made inside Ray tasks whose ``runtime_env`` carries the S3 variables, as a Tune trial on a cluster node
 that has them: the session's Ray workers started before the S3 server, and Ray Train's controller and workers inherit
@@ -17,7 +18,7 @@ import os
 import pytest
 
 from tests._s3_fixtures import BUCKET, moto_s3
-from tests._storage_run_tasks import cli, evaluate
+from tests._storage_run_tasks import cli, evaluate, finished
 from tests._train_fixtures import make_synthetic_dataset, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -86,6 +87,9 @@ def test_train_to_s3_checkpoints_there_and_resumes_on_another_node(s3, data, tmp
     # node B's staging copy holds the model for the steps that follow (a sweep's evaluation), not the checkpoints
     (stage,) = (tmp_path / "node_b" / "runs").iterdir()
     assert (stage / "model" / "config.json").is_file() and not (stage / "ray_train").exists()
+    # a sweep trial rerun on node C finds the run finished: its final metrics and history, read from the URI
+    metrics, history, seconds = on_node(tmp_path / "node_c", finished, uri)
+    assert metrics == final and history == [(1, 2), (2, 4)] and seconds > 0
 
 
 def test_s3_run_refusals(s3, data, tmp_path, capsys):

@@ -100,7 +100,7 @@ def run_trial(config: dict[str, Any]) -> None:
 
     from onlyif.config import validate_config
     from onlyif.storage import clear, is_folder, is_uri, join, local_path
-    from onlyif.train.api import run_training
+    from onlyif.train.api import finished_run, run_training
     from onlyif.train.config import TrainConfig
     from onlyif.train.inputs import eval_split_dirs
     from onlyif.train.run_files import RAY_RUN_NAME
@@ -124,9 +124,14 @@ def run_trial(config: dict[str, Any]) -> None:
         resume = (run_dir / RAY_RUN_NAME).is_dir()
         if run_dir.exists() and not resume:  # an attempt that died before Ray Train started: start clean
             shutil.rmtree(run_dir)
-    outcome = run_training(
-        train, data_dir, run_dir, resume=resume, callbacks=[TuneReportCallback()], eval_data=eval_data
-    )
+    outcome = finished_run(run_dir) if resume else None
+    if outcome is not None:  # trained before Tune recorded it (e.g. the sweep's driver was killed): report it again
+        for epoch in outcome.history:
+            ray.tune.report(epoch)
+    else:
+        outcome = run_training(
+            train, data_dir, run_dir, resume=resume, callbacks=[TuneReportCallback()], eval_data=eval_data
+        )
     last_epoch = max((int(h.get("epoch", 0)) for h in outcome.history), default=train.epochs)
     evaluated = sorted(outcome_splits(outcome.metrics))
     model_metrics, evaluation, eval_seconds = {}, None, 0.0

@@ -137,7 +137,8 @@ def run_training(
     history = read_history(out)
     final = dict(result.metrics or {})
     metrics = {k: float(v) for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    write_json_atomic(out / "run.json", redact(run_info | {"versions": library_versions(), "final": metrics}))
+    done = {"final": metrics, "train_seconds": seconds, "checkpoint": str(ckpt_path)}
+    write_json_atomic(out / "run.json", redact(run_info | {"versions": library_versions(), **done}))
     if remote:
         upload_results(out, remote)
     return TrainOutcome(
@@ -149,6 +150,42 @@ def run_training(
         run_dir=out,
         run_uri=remote,
     )
+
+
+def finished_run(out_dir: str | os.PathLike) -> TrainOutcome | None:
+    """The outcome of the run in ``out_dir`` if its training already ended (``run.json`` holds the final metrics,
+    written last), else ``None``. A sweep trial rerun by ``--resume`` after its run finished reports this instead of
+    starting Ray Train again. For a URI run, its files are fetched into this node's staging folder (the model stays
+    at ``RUN_DIR/model`` in storage)."""
+    import json
+
+    from onlyif.storage import download, is_uri, read_file
+
+    remote = str(out_dir).rstrip("/") if is_uri(out_dir) else None
+    out = stage_dir(remote) if remote else Path(out_dir).resolve()
+    raw = read_file(remote, "run.json", "runs_dir") if remote else _read_bytes(out / "run.json")
+    info = json.loads(raw) if raw else {}
+    if not {"final", "train_seconds", "checkpoint"} <= info.keys():
+        return None
+    if remote:
+        download(remote, out, "runs_dir", files_only=True)
+    elif not (out / "model" / "config.json").is_file():
+        return None
+    from onlyif.train.tracking import read_history
+
+    return TrainOutcome(
+        metrics=info["final"],
+        history=read_history(out),
+        model_dir=out / "model",
+        checkpoint_dir=info["checkpoint"] if remote else Path(info["checkpoint"]),
+        train_seconds=float(info["train_seconds"]),
+        run_dir=out,
+        run_uri=remote,
+    )
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
 
 
 def _load_model(cfg: TrainConfig, data: Path, kind: str) -> tuple[Codec, dict[str, Any]]:

@@ -229,8 +229,9 @@ def test_interrupted_killed_and_mlflow_lost_sweep_resumes_without_duplicate_or_l
        --resume" and the live progress lines;
     3. ``--resume`` SIGKILLed once the second trial finished and the third has its MLflow run (no handler runs; a
        child run is left RUNNING);
-    4. ``--resume`` here: only the unfinished trial runs. MLflow ends with one FINISHED child run per grid point,
-       each holding every metric Tune recorded for its trial, no step logged twice."""
+    4. ``--resume`` here: only the unfinished trial trains (a finished one Tune had not recorded reports its run).
+       MLflow ends with one FINISHED child run per grid point, each holding every metric Tune recorded for its
+       trial, no step logged twice."""
     from mlflow import MlflowClient
 
     from onlyif.mlflow_names import to_mlflow
@@ -295,9 +296,13 @@ def test_interrupted_killed_and_mlflow_lost_sweep_resumes_without_duplicate_or_l
         client = MlflowClient(uri)
         assert [r.info.status for r in runs].count("RUNNING") >= 1  # what the kill left behind
 
-        # 4. `--resume` again (in this process): the unfinished trial only
+        # 4. `--resume` again (in this process): the unfinished trial only. Tune may not have saved the second
+        # trial's end before the kill; rerun, that trial reports its finished run again without training again.
+        trained = {p: p.read_bytes() for p in (exp / "trials").glob("*/run.json") if b'"final"' in p.read_bytes()}
+        assert len(trained) == 2, trained
         out = run_sweep(None, exp, resume=True, echo=lambda *_: None)
         assert (out.finished, out.total, out.errored) == (3, 3, 0)
+        assert all(p.read_bytes() == before for p, before in trained.items())  # run.json is rewritten by a run
         _, runs = _child_runs(exp)
         points = sorted(r.data.tags["onlyif.point_id"] for r in runs)
         assert points == ["I=2,B=32,seed=0", "I=4,B=32,seed=0", "I=8,B=32,seed=0"]  # one child run per grid point
