@@ -7,7 +7,7 @@ normalize, quarantine, filter, decontaminate (HumanEval, 13-grams), exact + MinH
 selection of half the rows, shuffle, parquet. Ray start-up and a small warm-up build are timed separately. Both must agree on every count.
 
     .venv/bin/python bench/mixture.py [--rows 100000] [--cpus 2] [--picks 10000] [--skip-kcenter]
-    .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2] [--budget N] [--stream]  # driver bytes per row
+    .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2] [--budget N] [--stream] [--blocks N]  # driver B/row
 
 ``--rss``: the driver's peak RSS (``VmHWM``) of ``build_mixture`` (a fresh process per size, Ray started in it,
 sources made beforehand by the parent) at each row count; the growth between the first and last size per added row is the
@@ -220,7 +220,9 @@ def _plasma_peak(address: str, peak: list[float], stop: threading.Event) -> None
         peak[0] = max(peak[0], float(m.group(1)) if m else 0.0)
 
 
-def driver_rss(root: Path, rows: int, cpus: int, budget: int | None, stream: bool = False) -> None:
+def driver_rss(
+    root: Path, rows: int, cpus: int, budget: int | None, stream: bool = False, blocks: int | None = None
+) -> None:
     """In a fresh process: build the mixture of ``root`` and print the driver's peak RSS (MB) and the time.
 
     Linux keeps a process's peak RSS across ``exec``, so a child forked from a big parent (the one that just
@@ -235,7 +237,7 @@ def driver_rss(root: Path, rows: int, cpus: int, budget: int | None, stream: boo
     sampler = threading.Thread(target=_plasma_peak, args=(ray.get_runtime_context().gcs_address, peak_store, stop))
     sampler.start()
     t = time.perf_counter()
-    cfg = config(root, rows, blocks=max(2 * cpus, rows // 25_000), budget=budget, stream=stream)
+    cfg = config(root, rows, blocks=blocks or max(2 * cpus, rows // 25_000), budget=budget, stream=stream)
     manifest = build_mixture(cfg, root / "out", progress=False)
     took = time.perf_counter() - t
     stop.set()
@@ -252,7 +254,9 @@ def driver_rss(root: Path, rows: int, cpus: int, budget: int | None, stream: boo
     )
 
 
-def bench_rss(sizes: list[int], cpus: int, budget: int | None, stream: bool = False) -> None:
+def bench_rss(
+    sizes: list[int], cpus: int, budget: int | None, stream: bool = False, blocks: int | None = None
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         for rows in sizes:
@@ -262,6 +266,7 @@ def bench_rss(sizes: list[int], cpus: int, budget: int | None, stream: bool = Fa
             cmd = [sys.executable, __file__, "--driver-rss", str(root), "--rows", str(rows), "--cpus", str(cpus)]
             cmd += ["--budget", str(budget)] if budget else []
             cmd += ["--stream"] if stream else []
+            cmd += ["--blocks", str(blocks)] if blocks else []
             line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             results.append(json.loads(line))
             r = results[-1]
@@ -288,14 +293,15 @@ def main() -> None:
     ap.add_argument("--rss", help="comma-separated row counts: measure the driver's peak RSS at each")
     ap.add_argument("--budget", type=int, help="with --rss: a fixed mixture budget (default: half the rows)")
     ap.add_argument("--stream", action="store_true", help="with --rss: mode: stream (no dedup)")
+    ap.add_argument("--blocks", type=int, help="with --rss: num_blocks per source (default: rows / 25 000)")
     ap.add_argument("--driver-rss", help=argparse.SUPPRESS)  # internal: one --rss measurement in this process
     ap.add_argument("--nice", type=int, default=15, help="niceness of this process (Ray runs its workers at 15)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.driver_rss:
-        return driver_rss(Path(args.driver_rss), args.rows, args.cpus, args.budget, args.stream)
+        return driver_rss(Path(args.driver_rss), args.rows, args.cpus, args.budget, args.stream, args.blocks)
     if args.rss:
-        return bench_rss([int(x) for x in args.rss.split(",")], args.cpus, args.budget, args.stream)
+        return bench_rss([int(x) for x in args.rss.split(",")], args.cpus, args.budget, args.stream, args.blocks)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_sources(root, args.rows)
