@@ -82,8 +82,8 @@ def evaluate_distributed(
         override_num_blocks=max(actors * 2, len(files)),
     )
     ds.context.execution_options.preserve_order = True
-    if max_examples is not None:
-        ds = ds.limit(max_examples)
+    if max_examples is not None:  # the limit ends in one block: split it again, so every actor of the pool gets rows
+        ds = ds.limit(max_examples).repartition(actors)
     ds = ds.map_batches(
         ExactMatchActor,
         fn_constructor_args=(
