@@ -55,7 +55,7 @@ def on_node(cache, fn, *args):
 
     env = {k: os.environ[k] for k in S3_VARS} | {"ONLYIF_CACHE_DIR": str(cache)}
     # max_calls=1: the worker exits after the call. Ray Train's fit() in a process's main thread registers a SIGINT
-    # handler holding its controller, so a reused worker would keep that run's controller (and its resources) alive.
+    # handler holding its controller, so a reused worker would keep that run's controller alive.
     task = ray.remote(num_cpus=0, max_retries=0, max_calls=1, runtime_env={"env_vars": env})(fn)
     return ray.get(task.remote(*args))
 
