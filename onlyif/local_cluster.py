@@ -50,6 +50,9 @@ HOST = "127.0.0.1"
 S3_BUCKET = "onlyif"
 """The bucket ``up`` creates on the local S3 server."""
 S3_REGION = "us-east-1"
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+"""The MLflow server's defaults here (the caller's environment wins): no job execution — MLflow 3's GenAI job
+runner (five more processes, ~13 CPU-s at start, polling after), which onlyif never uses."""
 WORKER_RESOURCE = "worker_node"
 """Custom resource every worker node advertises (one per node), so that work can be pinned off the head."""
 
@@ -301,7 +304,7 @@ def up(spec: ClusterSpec) -> dict[str, str]:
         cmd = [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
         cmd += ["--artifacts-destination", artifacts, "--host", HOST, "--port", str(spec.mlflow_port)]
         cmd += ["--workers", "1"]
-        _spawn(spec, "mlflow", cmd, env)
+        _spawn(spec, "mlflow", cmd, MLFLOW_SERVER_ENV | env)
     token = spec.token
     # the job server, and the head's agent that runs the jobs it accepts (a job submitted before the agent is up
     # is refused: "No available agent to submit job")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from onlyif.local_cluster import MLFLOW_SERVER_ENV
 
 
 def mlflow_server(store: Path, port: int) -> subprocess.Popen:
@@ -17,7 +20,8 @@ def mlflow_server(store: Path, port: int) -> subprocess.Popen:
     cmd += ["--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--workers", "1"]
     cmd += ["--artifacts-destination", str(store / "artifacts")]
     with open(store / "server.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env = MLFLOW_SERVER_ENV | os.environ
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + 600  # a bound: it starts in seconds, but took 3 min beside a load of 70
     while time.monotonic() < deadline and proc.poll() is None:
         try:

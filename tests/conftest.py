@@ -20,7 +20,26 @@ os.environ.pop("RAY_ADDRESS", None)
 TEST_CLUSTER_CPUS = 4
 
 
+# The costliest files (seconds of a serial run on the 2-core machine, bench/README "test suite"), run first so that
+# `pytest -n 2 --dist loadfile --no-loadscope-reorder` (make test) gives the two workers even shares of the rest.
+RUN_FIRST = (
+    "sweep/test_sweep.py",  # ~300 s
+    "test_cluster.py",  # ~240
+    "train/test_train_ray.py",  # ~190
+    "test_faults.py",  # ~75
+    "sweep/test_sweep_mixture.py",  # ~60
+    "lm/test_gguf.py",  # ~60
+    "test_storage_runs.py",  # ~55
+)
+
+
+def _cost_rank(item: pytest.Item) -> int:
+    path = item.path.as_posix()
+    return next((i for i, name in enumerate(RUN_FIRST) if path.endswith(f"/tests/{name}")), len(RUN_FIRST))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_cost_rank)  # stable: the order within a file, and of the other files, is kept
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
     if gpu_tests:
         import torch

@@ -83,6 +83,7 @@ def test_cluster_yaml_passes_rays_schema_and_our_rules():
 @pytest.mark.slow
 def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, tmp_path, monkeypatch):
     import boto3
+    import psutil
     from mlflow import MlflowClient
     from ray.tune import ExperimentAnalysis
 
@@ -107,6 +108,8 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, 
         log = _submit(env, REPO, "python", *sweep)
         assert "joined the Ray cluster" in log and "2 node(s), 4 CPU" in log
         assert f"MLflow: {spec.mlflow_uri}" in log
+        server = psutil.Process(int((spec.state_dir / "pids" / "mlflow.pid").read_text().split()[0]))
+        assert not [p for p in server.children(recursive=True) if "mlflow.server.jobs" in " ".join(p.cmdline())]
 
         # the trial's two training workers ran on different Ray nodes
         actors = subprocess.run(
