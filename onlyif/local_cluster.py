@@ -52,7 +52,8 @@ S3_BUCKET = "onlyif"
 S3_REGION = "us-east-1"
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 """The MLflow server's defaults here (the caller's environment wins): no job execution — MLflow 3's GenAI job
-runner (five more processes, ~13 CPU-s at start, polling after), which onlyif never uses."""
+runner (a job runner and its huey consumers, eight processes, ~13 CPU-s at start, polling after), which onlyif
+never uses."""
 WORKER_RESOURCE = "worker_node"
 """Custom resource every worker node advertises (one per node), so that work can be pinned off the head."""
 

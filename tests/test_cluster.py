@@ -305,10 +305,10 @@ from onlyif.train.config import TrainConfig
 check_resources(TrainConfig.model_validate({"scaling": {"num_workers": 2}}))
 print("CHECK passed")
 @ray.remote(num_cpus=1, resources={"worker_node": 1})
-def where():
-    return ray.get_runtime_context().get_node_id()
-print("ON", ray.get(where.remote()), "HEAD", ray.get_runtime_context().get_node_id(),
-      "ALIVE", sum(n["Alive"] for n in ray.nodes()))
+def where():  # the nodes are counted while the task runs: a busy node is not idle, the autoscaler keeps it
+    return ray.get_runtime_context().get_node_id(), sum(n["Alive"] for n in ray.nodes())
+node, alive = ray.get(where.remote())
+print("ON", node, "HEAD", ray.get_runtime_context().get_node_id(), "ALIVE", alive)
 """
 
 
