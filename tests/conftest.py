@@ -24,7 +24,7 @@ TEST_CLUSTER_CPUS = 4
 # `pytest -n 2 --dist loadfile --no-loadscope-reorder` (make test) gives the two workers even shares of the rest.
 RUN_FIRST = (
     "sweep/test_sweep.py",  # ~300 s
-    "test_cluster.py",  # ~240
+    "test_cluster.py",  # ~205 (its autoscaler test is marked serial)
     "train/test_train_ray.py",  # ~190
     "test_faults.py",  # ~75
     "sweep/test_sweep_mixture.py",  # ~60

@@ -108,7 +108,9 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, 
         log = _submit(env, REPO, "python", *sweep)
         assert "joined the Ray cluster" in log and "2 node(s), 4 CPU" in log
         assert f"MLflow: {spec.mlflow_uri}" in log
-        server = psutil.Process(int((spec.state_dir / "pids" / "mlflow.pid").read_text().split()[0]))
+        mlflow_pid = status(spec)["mlflow"]
+        assert mlflow_pid, "the MLflow server is not running"
+        server = psutil.Process(mlflow_pid)
         assert not [p for p in server.children(recursive=True) if "mlflow.server.jobs" in " ".join(p.cmdline())]
 
         # the trial's two training workers ran on different Ray nodes
