@@ -22,6 +22,10 @@ def block_of(loc: np.ndarray) -> np.ndarray:
     return (np.asarray(loc, dtype=np.int64) >> LOC_SHIFT).astype(np.int64)
 
 
+def row_of(loc: np.ndarray) -> np.ndarray:
+    return np.asarray(loc, dtype=np.int64) & ((1 << LOC_SHIFT) - 1)
+
+
 def split(table: pa.Table, part: np.ndarray, parts: int) -> tuple[pa.Table, ...]:
     """``table`` cut into ``parts`` tables by the partition number of each row (row order kept within one)."""
     part = np.asarray(part, dtype=np.int64)

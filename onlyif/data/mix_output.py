@@ -1,11 +1,12 @@
-"""Taking a mixture's chosen rows out of the surviving blocks and writing them, as Ray tasks.
+"""Taking a mixture's chosen rows out of the work blocks and writing them, as Ray tasks.
 
-The surviving rows are range-partitioned and sorted by (source, id), so a row's rank — its position among its
-source's rows — is known from per-block counts. One task draws the chosen ranks and their output positions
-(:mod:`onlyif.mixing.select`; the driver passes only counts and any k-center picks); block tasks take the chosen
-rows, tag each with its output position and send it to the writer of that position; repeated ids get ``#2``,
-``#3``… in chosen order (a small exchange by id); writer tasks on the driver's node write ``SPLIT/part-XXXXX.parquet``
-(and jsonl parts) for a contiguous run of files.
+The surviving rows — narrow tables of ``id, src, loc``, no text — are range-partitioned and sorted by (source, id),
+so a row's rank (its position among its source's rows) is known from per-block counts. One task draws the chosen
+ranks and their output positions (:mod:`onlyif.mixing.select`; the driver passes only counts and any k-center
+picks); sorted-block tasks find the chosen rows' ``loc`` and send each to the work block it lives in; work-block
+tasks take those rows' output columns (the only time text moves after the parallel pass) and send each to the
+writer of its output position; repeated ids get ``#2``, ``#3``… in chosen order (a small exchange by id); writer
+tasks on the driver's node write ``SPLIT/part-XXXXX.parquet`` (and jsonl parts) for a contiguous run of files.
 """
 
 from __future__ import annotations
@@ -20,17 +21,28 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from onlyif.data.blocks import OUTSIDE_TRIAL, concat, on_this_node, refs, returned, split, text_hash, transpose
+from onlyif.data.blocks import (
+    OUTSIDE_TRIAL,
+    block_of,
+    concat,
+    on_this_node,
+    refs,
+    returned,
+    row_of,
+    split,
+    text_hash,
+    transpose,
+)
 from onlyif.io import sha256_file, write_jsonl
 from onlyif.mixing.normalize import HASH_HEX
-from onlyif.mixing.records import output_schema
+from onlyif.mixing.records import output_schema, work_block
 from onlyif.mixing.select import RANK_BITS, occurrences, output_plan
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _range_map(block: pa.Table, nsrc: int, buckets: int):
     """Partition by (source, leading hex digits of the id's hash): partitions in order are (src, id) ranges."""
-    t = block.select([*output_schema().names, "src"])
+    t = block.select(["id", "src", "loc"])
     lead = np.array([int(i[-HASH_HEX : -HASH_HEX + 4], 16) for i in t.column("id").to_pylist()], dtype=np.int64)
     part = t.column("src").to_numpy() * buckets + (lead * buckets >> 16)
     return returned(split(t, part, nsrc * buckets))
@@ -43,7 +55,7 @@ def _range_sort(*tables: pa.Table):
 
 
 def sort_by_source_and_id(blocks: list, nsrc: int, buckets: int) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
-    """The surviving rows (output columns and ``src``) in (src, id) order: ``(blocks, source of each block, rank
+    """The surviving rows (``id, src, loc``) in (src, id) order: ``(blocks, source of each block, rank
     of each block's first row within its source, rows per source)``.
 
     A row id is ``<source>-<16 hex digits of a content hash>`` (:func:`~onlyif.mixing.normalize.row_id`), so
@@ -58,15 +70,41 @@ def sort_by_source_and_id(blocks: list, nsrc: int, buckets: int) -> tuple[list, 
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
-def _texts(block: pa.Table, which: str) -> pa.Table:
-    p, r = block.column("prompt").combine_chunks(), block.column("response").combine_chunks()
-    text = p if which == "prompt" else r if which == "response" else pc.binary_join_element_wise(p, r, "\n\n")
-    return pa.table({"_idx": pa.array(np.arange(block.num_rows, dtype=np.int64)), "text": text})
+def _route(block: pa.Table, nblocks: int):
+    """The rows' ``loc`` and position in ``block``, cut by the work block they live in."""
+    loc = block.column("loc").to_numpy()
+    t = pa.table({"loc": pa.array(loc, pa.int64()), "pos": pa.array(np.arange(len(loc), dtype=np.int64))})
+    return returned(split(t, block_of(loc), nblocks))
 
 
-def source_texts(blocks: list, src: np.ndarray, which: str, s: int) -> list:
-    """Refs of ``{_idx, text}`` tables: the embedding texts of source ``s`` in rank order."""
-    return [_texts.remote(b, which) for b, bs in zip(blocks, src, strict=True) if bs == s]
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _texts(work: pa.Table, which: str, *wanted: pa.Table):
+    """The embedding text of the ``wanted`` rows of one work block (one ``{pos, text}`` table per request)."""
+    out = []
+    for w in wanted:
+        rows = work_block(work).take(pa.array(row_of(w.column("loc").to_numpy()), pa.int64()))
+        p, r = rows.column("prompt").combine_chunks(), rows.column("response").combine_chunks()
+        text = p if which == "prompt" else r if which == "response" else pc.binary_join_element_wise(p, r, "\n\n")
+        out.append(pa.table({"pos": w.column("pos"), "text": text}))
+    return returned(tuple(out))
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _in_order(*pieces: pa.Table) -> pa.Table:
+    t = concat(pieces).sort_by("pos")
+    return pa.table({"_idx": t.column("pos"), "text": t.column("text")})
+
+
+def source_texts(blocks: list, src: np.ndarray, which: str, s: int, work: list) -> list:
+    """Refs of ``{_idx, text}`` tables: the embedding texts of source ``s`` in rank order, one per sorted block of
+    ``blocks`` (their text taken from the ``work`` blocks)."""
+    mine = [b for b, bs in zip(blocks, src, strict=True) if bs == s]
+    routed = [refs(_route.options(num_returns=len(work)).remote(b, len(work)), len(work)) for b in mine]
+    texts = [
+        refs(_texts.options(num_returns=len(mine)).remote(w, which, *wanted), len(mine))
+        for w, wanted in zip(work, transpose(routed), strict=True)
+    ]
+    return [_in_order.remote(*pieces) for pieces in transpose(texts)]
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
@@ -80,15 +118,28 @@ def plan_on_ray(available: list[int], requested: list[int], seed: int, picks: li
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
-def _take_chosen(block, src, first_rank, plan, rows_per_file, files_per_writer, writers, parts):
+def _take_chosen(block, src, first_rank, plan, nblocks, parts):
+    """The chosen rows of a sorted block: their ``loc`` and output position cut by work block, and their
+    ``id, g, out_pos`` cut by id hash (for numbering repeated ids)."""
     base = (int(src) << RANK_BITS) + int(first_rank)
     lo, hi = np.searchsorted(plan["key"], [base, base + block.num_rows])
     take, g, out_pos = plan["key"][lo:hi] - base, plan["g"][lo:hi], plan["out_pos"][lo:hi]
-    rows = block.take(pa.array(take, pa.int64())).select(output_schema().names)
-    rows = rows.append_column("g", pa.array(g, pa.int64())).append_column("out_pos", pa.array(out_pos, pa.int64()))
-    writer = out_pos // rows_per_file // files_per_writer
-    names = rows.select(["id", "g", "out_pos"])
-    return returned(split(rows, writer, writers) + split(names, text_hash(names.column("id"), parts, True), parts))
+    rows = block.take(pa.array(take, pa.int64()))
+    loc, out_pos = rows.column("loc").to_numpy(), pa.array(out_pos, pa.int64())
+    chosen = pa.table({"loc": pa.array(loc, pa.int64()), "out_pos": out_pos})
+    names = pa.table({"id": rows.column("id"), "g": pa.array(g, pa.int64()), "out_pos": out_pos})
+    return returned(
+        split(chosen, block_of(loc), nblocks) + split(names, text_hash(names.column("id"), parts, True), parts)
+    )
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
+def _fetch_rows(work: pa.Table, rows_per_file: int, files_per_writer: int, writers: int, *chosen: pa.Table):
+    """The output columns of the chosen rows of one work block, with their ``out_pos``, cut by writer."""
+    t = concat(chosen)
+    rows = work_block(work).take(pa.array(row_of(t.column("loc").to_numpy()), pa.int64()))
+    rows = rows.select(output_schema().names).append_column("out_pos", t.column("out_pos"))
+    return returned(split(rows, t.column("out_pos").to_numpy() // rows_per_file // files_per_writer, writers))
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
@@ -124,10 +175,19 @@ def _write(tmp: str, split_name: str, files: range, rows_per_file: int, with_jso
 
 
 def write_chosen(
-    blocks: list, src: np.ndarray, first_rank: np.ndarray, plan: ray.ObjectRef, total: int, tmp: Path, cfg, parts: int
+    blocks: list,
+    src: np.ndarray,
+    first_rank: np.ndarray,
+    plan: ray.ObjectRef,
+    total: int,
+    tmp: Path,
+    cfg,
+    parts: int,
+    work: list,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Write the ``total`` chosen rows (``plan``: a ref from :func:`plan_on_ray`) as the output split of ``tmp``;
-    returns the files (path, rows, sha256) in order and the rows per domain."""
+    """Write the ``total`` chosen rows (``plan``: a ref from :func:`plan_on_ray`; ``blocks``: the sorted blocks,
+    their text in the ``work`` blocks) as the output split of ``tmp``; returns the files (path, rows, sha256) in
+    order and the rows per domain."""
     per_file = cfg.rows_per_file
     (tmp / cfg.output_split).mkdir()
     if total == 0:
@@ -139,17 +199,20 @@ def write_chosen(
     nfiles = -(-total // per_file)
     per_writer = -(-nfiles // min(nfiles, parts))
     writers = -(-nfiles // per_writer)
+    nwork = len(work)
     taken = [
         refs(
-            _take_chosen.options(num_returns=writers + parts).remote(
-                b, src[i], first_rank[i], plan, per_file, per_writer, writers, parts
-            ),
-            writers + parts,
+            _take_chosen.options(num_returns=nwork + parts).remote(b, src[i], first_rank[i], plan, nwork, parts),
+            nwork + parts,
         )
         for i, b in enumerate(blocks)
     ]
-    rows_for = transpose([t[:writers] for t in taken])
-    names = transpose([t[writers:] for t in taken])
+    fetched = [
+        refs(_fetch_rows.options(num_returns=writers).remote(w, per_file, per_writer, writers, *chosen), writers)
+        for w, chosen in zip(work, transpose([t[:nwork] for t in taken]), strict=True)
+    ]
+    rows_for = transpose(fetched)
+    names = transpose([t[nwork:] for t in taken])
     renames = transpose(
         [refs(_number.options(num_returns=writers).remote(per_file, per_writer, writers, *n), writers) for n in names]
     )

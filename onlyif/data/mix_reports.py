@@ -1,8 +1,9 @@
 """A mixture's per-row bookkeeping as Ray tasks: counts per source and status, the ok rows, and the side reports.
 
 :func:`census` turns each work block into a small summary for the driver (counts, first parse problem) and
-three tables left in the object store: quarantined rows, contaminated rows and the ok rows (with their ``src``
-index and ``loc``). :func:`write_reports` writes ``quarantine.jsonl``, ``decontaminated.jsonl`` and
+three tables left in the object store: quarantined rows, contaminated rows and the ok rows' ``id``, exact ``key``
+and ``minhash`` with their ``src`` index and ``loc`` (no text: the steps after it need none, and the chosen rows'
+text is taken from the work blocks once, at the write). :func:`write_reports` writes ``quarantine.jsonl``, ``decontaminated.jsonl`` and
 ``duplicates.jsonl``, in the order the files always had: tasks sort parts, the driver merges them line by line.
 """
 
@@ -21,15 +22,14 @@ import ray
 
 from onlyif.data.blocks import LOC_SHIFT, OUTSIDE_TRIAL, on_this_node
 from onlyif.io import write_jsonl
-from onlyif.mixing.records import CONTAMINATED, FILTERED, OK, QUARANTINED, output_schema, work_schema
+from onlyif.mixing.records import CONTAMINATED, FILTERED, OK, QUARANTINED, work_block
 
 STATUSES = (QUARANTINED, FILTERED, CONTAMINATED, OK)
 
 
 @ray.remote(num_returns=4, scheduling_strategy=OUTSIDE_TRIAL)
 def _census(block: pa.Table, index: int, names: list[str]):
-    if "source" not in block.column_names:  # the block of an empty source file comes without columns
-        block = work_schema().empty_table()
+    block = work_block(block)
     src = pc.index_in(block.column("source").combine_chunks(), value_set=pa.array(names)).to_numpy(
         zero_copy_only=False
     )
@@ -46,14 +46,15 @@ def _census(block: pa.Table, index: int, names: list[str]):
     quarantined = block.filter(pa.array(status == QUARANTINED)).select(["source", "path", "line", "reason", "raw"])
     contaminated = block.filter(pa.array(status == CONTAMINATED)).select(["id", "source", "reason"])
     ok = np.flatnonzero(status == OK)
-    rows = block.take(pa.array(ok, pa.int64())).select([*output_schema().names, "key", "minhash"])
+    rows = block.take(pa.array(ok, pa.int64())).select(["id", "key", "minhash"])
     rows = rows.append_column("src", pa.array(src[ok].astype(np.int64)))
     rows = rows.append_column("loc", pa.array((np.int64(index) << LOC_SHIFT) + ok.astype(np.int64)))
     return (counts, first_problem), quarantined, contaminated, rows
 
 
 def census(blocks: list, names: list[str]) -> tuple[np.ndarray, list[str | None], list, list, list]:
-    """``(counts, first problems, quarantined refs, contaminated refs, ok-row refs)`` of the work blocks.
+    """``(counts, first problems, quarantined refs, contaminated refs, ok-row refs)`` of the work blocks (the
+    ok-row tables: ``id, key, minhash, src, loc``).
 
     ``counts[s]`` = rows read, quarantined, filtered, contaminated, ok of source ``s``; the first problem of a
     source is its first quarantined row's reason in read order.

@@ -12,6 +12,10 @@ counts and the k-center picks — never per-row state):
    (:mod:`onlyif.mixing.select`);
 5. write the parquet shards, side files and ``manifest.json`` (:mod:`onlyif.data.mix_output`), atomically.
 
+Late materialization: steps 2–4 move only ids, keys, signatures and row locations; the text stays in the work
+blocks of step 1 and the chosen rows' text is taken from them once, for the writers (and, for k-center, the
+embedding texts once more).
+
 Same config and seed ⇒ byte-identical output, whatever the number of blocks, partitions or nodes.
 
 Over 300 lines because it also holds the check that decides when a cached build reruns (:func:`sources_unchanged`,
@@ -150,7 +154,6 @@ def _select(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path
     work = _read_all(cfg, resolved, index)
     lap("parallel_pass_s")
     counts, first_problem, quarantined, contaminated, blocks = census(work, names)
-    del work
     for i, src in enumerate(cfg.sources):
         _source_error_checks(src, int(counts[i, 0]), int(counts[i, 1]), first_problem[i])
     parts = dedup_parts(len(blocks), cluster_cpus())
@@ -173,12 +176,12 @@ def _select(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path
             raise OnlyIfError(f"sources[{src.name}]: no rows left after filters, decontamination and dedup")
         _check_requested(src, have, want)
         kcenter = src.selection == "kcenter" and want < have
-        texts = source_texts(ordered, block_src, cfg.embed.text, i) if kcenter else None
+        texts = source_texts(ordered, block_src, cfg.embed.text, i, work) if kcenter else None
         picks.append(_k_center_picks(cfg, src, have, want, texts, progress) if kcenter else None)
         stats[src.name] = _source_stats(counts[i], have, want, src.selection)
     plan = plan_on_ray([int(a) for a in available], requested, cfg.seed, picks)  # a ref: never in this process
     lap("select_s")
-    files, domains = write_chosen(ordered, block_src, first_rank, plan, sum(requested), tmp, cfg, parts)
+    files, domains = write_chosen(ordered, block_src, first_rank, plan, sum(requested), tmp, cfg, parts, work)
     dups = write_reports(tmp, names, quarantined, contaminated, dropped, parts)
     for i, name in enumerate(names):
         stats[name] |= {"exact_duplicates": dups["exact"][i], "near_duplicates": dups["near"][i]}

@@ -50,6 +50,11 @@ def work_schema():
     return pa.schema(list(output_schema()) + extra)
 
 
+def work_block(table):
+    """``table``, or an empty table of the work schema for the block of an empty source file (it has no columns)."""
+    return table if "source" in table.column_names else work_schema().empty_table()
+
+
 def _raw_text(record: Any) -> str:
     return record if isinstance(record, str) else json.dumps(record, ensure_ascii=False, default=str)
 
