@@ -8,11 +8,13 @@ selection of half the rows, shuffle, parquet. Ray start-up and a small warm-up b
 
     .venv/bin/python bench/mixture.py [--rows 100000] [--cpus 2] [--picks 10000] [--skip-kcenter]
     .venv/bin/python bench/mixture.py --rss 20000,200000 [--cpus 2] [--budget N] [--stream] [--blocks N]  # driver B/row
+    .venv/bin/python bench/mixture.py --scaling 200000 [--repeat 2]  # build time on 1 vs 2 CPUs, alternating
 
 ``--rss``: the driver's peak RSS (``VmHWM``) of ``build_mixture`` (a fresh process per size, Ray started in it,
 sources made beforehand by the parent) at each row count; the growth between the first and last size per added row is the
 driver's memory per input row (goal ≤ 100 bytes); the object store's peak usage is sampled every 0.5 s.
-``--stream``: the same sources as a ``mode: stream`` mixture (no dedup).
+``--stream``: the same sources as a ``mode: stream`` mixture (no dedup). ``--scaling``: the same fresh-process
+build on a local Ray of 1 CPU and of 2 CPUs, alternating, without the object-store sampler (its queries cost CPU).
 """
 
 from __future__ import annotations
@@ -221,7 +223,13 @@ def _plasma_peak(address: str, peak: list[float], stop: threading.Event) -> None
 
 
 def driver_rss(
-    root: Path, rows: int, cpus: int, budget: int | None, stream: bool = False, blocks: int | None = None
+    root: Path,
+    rows: int,
+    cpus: int,
+    budget: int | None,
+    stream: bool = False,
+    blocks: int | None = None,
+    sample_store: bool = True,
 ) -> None:
     """In a fresh process: build the mixture of ``root`` and print the driver's peak RSS (MB) and the time.
 
@@ -235,13 +243,15 @@ def driver_rss(
     init_ray(num_cpus=cpus, progress=False)
     peak_store, stop = [0.0], threading.Event()
     sampler = threading.Thread(target=_plasma_peak, args=(ray.get_runtime_context().gcs_address, peak_store, stop))
-    sampler.start()
+    if sample_store:
+        sampler.start()
     t = time.perf_counter()
     cfg = config(root, rows, blocks=blocks or max(2 * cpus, rows // 25_000), budget=budget, stream=stream)
-    manifest = build_mixture(cfg, root / "out", progress=False)
+    manifest = build_mixture(cfg, root / "out", overwrite=True, progress=False)
     took = time.perf_counter() - t
     stop.set()
-    sampler.join()
+    if sample_store:
+        sampler.join()
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     peak = int(status["VmHWM"].split()[0]) / 1024
     now = {k: status[k].strip() for k in ("VmRSS", "RssAnon", "RssFile", "RssShmem") if k in status}
@@ -249,9 +259,33 @@ def driver_rss(
     now["object_store_gb"] = round(ray.cluster_resources().get("object_store_memory", 0) / 2**30, 1)
     print(
         json.dumps(
-            {"rows": rows, "peak_rss_mb": round(peak, 1), "seconds": round(took, 1), "now": now, **manifest["totals"]}
+            {
+                "rows": rows,
+                "peak_rss_mb": round(peak, 1),
+                "seconds": round(took, 1),
+                "now": now,
+                "timings": manifest["timings"],
+                **manifest["totals"],
+            }
         )
     )
+
+
+def bench_scaling(rows: int, repeat: int, blocks: int | None) -> None:
+    """Build time of the same mixture on 1 and on 2 CPUs (a fresh process and local Ray each), alternating."""
+    times: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        make_sources(Path(tmp), rows)
+        for _ in range(repeat):
+            for cpus in (1, 2):
+                cmd = [sys.executable, __file__, "--driver-rss", tmp, "--rows", str(rows), "--cpus", str(cpus)]
+                cmd += ["--no-store-sampler", "--blocks", str(blocks or max(4, rows // 25_000))]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()
+                result = json.loads(out[-1])
+                times[cpus].append(result["seconds"])
+                print(f"{rows:,} rows, {cpus} CPU: build {times[cpus][-1]:.1f} s; {result['timings']}", flush=True)
+    one, two = np.mean(times[1]), np.mean(times[2])
+    print(f"1 CPU {one:.1f} s, 2 CPUs {two:.1f} s (means of {repeat}): {one / two:.2f}x (goal >= 1.7x)")
 
 
 def bench_rss(
@@ -294,12 +328,25 @@ def main() -> None:
     ap.add_argument("--budget", type=int, help="with --rss: a fixed mixture budget (default: half the rows)")
     ap.add_argument("--stream", action="store_true", help="with --rss: mode: stream (no dedup)")
     ap.add_argument("--blocks", type=int, help="with --rss: num_blocks per source (default: rows / 25 000)")
+    ap.add_argument("--scaling", type=int, help="rows: build time on 1 vs 2 CPUs, alternating")
+    ap.add_argument("--repeat", type=int, default=2, help="with --scaling: builds per CPU count")
     ap.add_argument("--driver-rss", help=argparse.SUPPRESS)  # internal: one --rss measurement in this process
+    ap.add_argument("--no-store-sampler", action="store_true", help=argparse.SUPPRESS)  # internal, with --driver-rss
     ap.add_argument("--nice", type=int, default=15, help="niceness of this process (Ray runs its workers at 15)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.driver_rss:
-        return driver_rss(Path(args.driver_rss), args.rows, args.cpus, args.budget, args.stream, args.blocks)
+        return driver_rss(
+            Path(args.driver_rss),
+            args.rows,
+            args.cpus,
+            args.budget,
+            args.stream,
+            args.blocks,
+            sample_store=not args.no_store_sampler,
+        )
+    if args.scaling:
+        return bench_scaling(args.scaling, args.repeat, args.blocks)
     if args.rss:
         return bench_rss([int(x) for x in args.rss.split(",")], args.cpus, args.budget, args.stream, args.blocks)
     with tempfile.TemporaryDirectory() as tmp:
