@@ -242,7 +242,9 @@ def driver_rss(
     Path("/proc/self/clear_refs").write_text("5")
     init_ray(num_cpus=cpus, progress=False)
     peak_store, stop = [0.0], threading.Event()
-    sampler = threading.Thread(target=_plasma_peak, args=(ray.get_runtime_context().gcs_address, peak_store, stop))
+    sampler = threading.Thread(
+        target=_plasma_peak, args=(ray.get_runtime_context().gcs_address, peak_store, stop), daemon=True
+    )
     if sample_store:
         sampler.start()
     t = time.perf_counter()

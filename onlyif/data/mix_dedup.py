@@ -42,7 +42,9 @@ def _exact_reduce(nblocks: int, *tables: pa.Table):
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
-def _without(block: pa.Table, *dropped: pa.Table) -> pa.Table:
+def _without(block: pa.Table, spent: list[str], *dropped: pa.Table) -> pa.Table:
+    """``block`` without the dropped rows and without the ``spent`` columns (no later step reads them)."""
+    block = block.drop_columns([c for c in spent if c in block.column_names])
     gone = np.concatenate([d.column("loc").to_numpy() for d in dropped] or [np.zeros(0, np.int64)])
     if len(gone) == 0:
         return block
@@ -89,22 +91,26 @@ def _resolve(threshold: float, num_perm: int, nblocks: int, *tables: pa.Table):
     return returned(split(dropped.select(DROP_COLUMNS), block_of(dropped.column("loc").to_numpy()), nblocks))
 
 
-def _drop(blocks: list, per_reducer: list[list]) -> tuple[list, list]:
-    """New blocks without the dropped rows, and the dropped tables (one ref per reducer and block)."""
+def _drop(blocks: list, per_reducer: list[list], spent: list[str]) -> tuple[list, list]:
+    """New blocks without the dropped rows and the ``spent`` columns, and the dropped tables (one ref per reducer
+    and block)."""
     by_block = transpose(per_reducer)
-    return [_without.remote(b, *d) for b, d in zip(blocks, by_block, strict=True)], [r for d in by_block for r in d]
+    survivors = [_without.remote(b, spent, *d) for b, d in zip(blocks, by_block, strict=True)]
+    return survivors, [r for d in by_block for r in d]
 
 
 def exact_dedup(blocks: list, parts: int) -> tuple[list, list]:
-    """``(surviving blocks, dropped-row tables)``: of rows with equal exact key the first in (src, id) is kept."""
+    """``(surviving blocks, dropped-row tables)``: of rows with equal exact key the first in (src, id) is kept;
+    the surviving blocks no longer carry ``key``."""
     n = len(blocks)
     mapped = [refs(_exact_map.options(num_returns=parts).remote(b, parts), parts) for b in blocks]
     reduced = [refs(_exact_reduce.options(num_returns=n).remote(n, *col), n) for col in transpose(mapped)]
-    return _drop(blocks, reduced)
+    return _drop(blocks, reduced, ["key"])
 
 
 def near_dedup(blocks: list, threshold: float, num_perm: int, parts: int) -> tuple[list, list]:
-    """``(surviving blocks, dropped-row tables)`` of the MinHash-LSH rule, identical to one sequential pass."""
+    """``(surviving blocks, dropped-row tables)`` of the MinHash-LSH rule, identical to one sequential pass; the
+    surviving blocks no longer carry ``key`` or ``minhash``."""
     n = len(blocks)
     bands, rows = lsh_params(threshold, num_perm)
     mapped = [
@@ -119,7 +125,7 @@ def near_dedup(blocks: list, threshold: float, num_perm: int, parts: int) -> tup
     reduced = [
         refs(_resolve.options(num_returns=n).remote(threshold, num_perm, n, *col), n) for col in transpose(cands)
     ]
-    return _drop(blocks, reduced)
+    return _drop(blocks, reduced, ["key", "minhash"])
 
 
 def dedup_parts(nblocks: int, cpus: int) -> int:

@@ -4,7 +4,8 @@ The surviving rows — narrow tables of ``id, src, loc``, no text — are range-
 so a row's rank (its position among its source's rows) is known from per-block counts. One task draws the chosen
 ranks and their output positions (:mod:`onlyif.mixing.select`; the driver passes only counts and any k-center
 picks); sorted-block tasks find the chosen rows' ``loc`` and send each to the work block it lives in; work-block
-tasks take those rows' output columns (the only time text moves after the parallel pass) and send each to the
+tasks take those rows' output columns (the only time text moves after the parallel pass; ``prompt`` and
+``response`` made again from ``messages``, :func:`~onlyif.mixing.records.output_rows`) and send each to the
 writer of its output position; repeated ids get ``#2``, ``#3``… in chosen order (a small exchange by id); writer
 tasks on the driver's node write ``SPLIT/part-XXXXX.parquet`` (and jsonl parts) for a contiguous run of files.
 """
@@ -35,7 +36,7 @@ from onlyif.data.blocks import (
 )
 from onlyif.io import sha256_file, write_jsonl
 from onlyif.mixing.normalize import HASH_HEX
-from onlyif.mixing.records import output_schema, work_block
+from onlyif.mixing.records import output_rows, output_schema, work_block
 from onlyif.mixing.select import RANK_BITS, occurrences, output_plan
 
 
@@ -82,7 +83,7 @@ def _texts(work: pa.Table, which: str, *wanted: pa.Table):
     """The embedding text of the ``wanted`` rows of one work block (one ``{pos, text}`` table per request)."""
     out = []
     for w in wanted:
-        rows = work_block(work).take(pa.array(row_of(w.column("loc").to_numpy()), pa.int64()))
+        rows = output_rows(work_block(work).take(pa.array(row_of(w.column("loc").to_numpy()), pa.int64())))
         p, r = rows.column("prompt").combine_chunks(), rows.column("response").combine_chunks()
         text = p if which == "prompt" else r if which == "response" else pc.binary_join_element_wise(p, r, "\n\n")
         out.append(pa.table({"pos": w.column("pos"), "text": text}))
@@ -137,8 +138,8 @@ def _take_chosen(block, src, first_rank, plan, nblocks, parts):
 def _fetch_rows(work: pa.Table, rows_per_file: int, files_per_writer: int, writers: int, *chosen: pa.Table):
     """The output columns of the chosen rows of one work block, with their ``out_pos``, cut by writer."""
     t = concat(chosen)
-    rows = work_block(work).take(pa.array(row_of(t.column("loc").to_numpy()), pa.int64()))
-    rows = rows.select(output_schema().names).append_column("out_pos", t.column("out_pos"))
+    rows = output_rows(work_block(work).take(pa.array(row_of(t.column("loc").to_numpy()), pa.int64())))
+    rows = rows.append_column("out_pos", t.column("out_pos"))
     return returned(split(rows, t.column("out_pos").to_numpy() // rows_per_file // files_per_writer, writers))
 
 

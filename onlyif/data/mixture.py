@@ -13,8 +13,8 @@ counts and the k-center picks — never per-row state):
 5. write the parquet shards, side files and ``manifest.json`` (:mod:`onlyif.data.mix_output`), atomically.
 
 Late materialization: steps 2–4 move only ids, keys, signatures and row locations; the text stays in the work
-blocks of step 1 and the chosen rows' text is taken from them once, for the writers (and, for k-center, the
-embedding texts once more).
+blocks of step 1 — as ``messages`` only, ``prompt`` and ``response`` are made from them again — and the chosen
+rows' text is taken from them once, for the writers (and, for k-center, the embedding texts once more).
 
 Same config and seed ⇒ byte-identical output, whatever the number of blocks, partitions or nodes.
 
@@ -68,7 +68,8 @@ def _eval_index(cfg: MixtureConfig) -> tuple[NgramIndex | None, list[dict[str, A
 
 
 def _read_all(cfg: MixtureConfig, resolved: list[ResolvedSource], index: NgramIndex | None):
-    """Run the parallel pass; returns refs to the work blocks (Arrow tables of the work schema)."""
+    """Run the parallel pass; returns refs to the work blocks (Arrow tables of the work schema without
+    ``prompt`` and ``response``, which are made again from ``messages`` for the chosen rows)."""
     import ray.data
 
     dedup = cfg.dedup.model_dump()
@@ -77,7 +78,7 @@ def _read_all(cfg: MixtureConfig, resolved: list[ResolvedSource], index: NgramIn
         src = rs.cfg.model_dump()
         ds = read_source(rs, cfg.num_blocks).map_batches(
             process_batch,
-            fn_kwargs={"src": src, "dedup": dedup, "index": index},
+            fn_kwargs={"src": src, "dedup": dedup, "index": index, "flat_text": False},
             batch_format="pyarrow",
             batch_size=None,  # whole blocks: keeps one task per source chunk (a row count would bundle chunks)
         )

@@ -11,7 +11,7 @@ from typing import Any
 
 from onlyif.mixing.decontam import NgramIndex
 from onlyif.mixing.dedup import minhash_signatures
-from onlyif.mixing.normalize import RecordError, normalize_record
+from onlyif.mixing.normalize import RecordError, flatten, normalize_record
 from onlyif.mixing.text import exact_key
 
 OK, QUARANTINED, FILTERED, CONTAMINATED = "ok", "quarantined", "filtered", "contaminated"
@@ -55,12 +55,28 @@ def work_block(table):
     return table if "source" in table.column_names else work_schema().empty_table()
 
 
+def output_rows(rows):
+    """The output columns of work rows, ``prompt`` and ``response`` made again from ``messages`` (the way the
+    record step made them: :func:`~onlyif.mixing.normalize.flatten`), for rows kept without them."""
+    import pyarrow as pa
+
+    flat = [flatten(m) for m in rows.column("messages").to_pylist()]
+    text = {"prompt": [p for p, _ in flat], "response": [r for _, r in flat]}
+    return pa.table(
+        {f: text[f] if f in text else rows.column(f) for f in output_schema().names}, schema=output_schema()
+    )
+
+
 def _raw_text(record: Any) -> str:
     return record if isinstance(record, str) else json.dumps(record, ensure_ascii=False, default=str)
 
 
-def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], index: NgramIndex | None):
-    """Normalize, quarantine, filter, flag contamination and sign one batch of raw records (pure w.r.t. Ray)."""
+def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], index: NgramIndex | None, flat_text: bool = True):
+    """Normalize, quarantine, filter, flag contamination and sign one batch of raw records (pure w.r.t. Ray).
+
+    ``flat_text=False`` leaves out ``prompt`` and ``response`` (:func:`output_rows` makes them again from
+    ``messages``): a mixture that keeps every row until it has chosen holds its text once instead of twice.
+    """
     import pyarrow as pa
 
     rows = []
@@ -102,4 +118,6 @@ def process_batch(table, src: dict[str, Any], dedup: dict[str, Any], index: Ngra
         for r, s in zip(ok, sigs, strict=True):
             r["minhash"] = s.tobytes()
     schema = work_schema()
+    if not flat_text:
+        schema = pa.schema([f for f in schema if f.name not in ("prompt", "response")])
     return pa.Table.from_pylist([{f: r.get(f) for f in schema.names} for r in rows], schema=schema)
