@@ -46,6 +46,36 @@ def test_multi_turn_flattening():
     assert flatten(msgs[:3]) == ("S\n\nU1", "A1")
 
 
+def test_work_rows_without_flat_text_give_the_same_output_rows():
+    """A mixture's work blocks keep ``messages`` only; the chosen rows' prompt and response made again from them
+    are the record step's (single and multi-turn, with a system turn)."""
+    import pyarrow as pa
+
+    from onlyif.mixing.records import output_rows, output_schema, process_batch
+
+    records = [
+        {"messages": [{"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}]},
+        {
+            "messages": [
+                {"role": "system", "content": "S"},
+                {"role": "user", "content": "U1"},
+                {"role": "assistant", "content": "A1"},
+                {"role": "user", "content": "U2"},
+                {"role": "assistant", "content": "A2"},
+            ]
+        },
+    ]
+    table = pa.table({"messages": [r["messages"] for r in records]})
+    src = {"name": "s", "domain": "d", "format": "messages", "columns": None}
+    src["filters"] = {"drop_empty": True, "min_chars": 0, "max_chars": None}
+    dedup = {"near": True, "num_perm": 16, "shingle": 3}
+    full = process_batch(table, src, dedup, None)
+    lean = process_batch(table, src, dedup, None, flat_text=False)
+    assert "prompt" not in lean.column_names and "response" not in lean.column_names
+    assert full.column("prompt").to_pylist()[1] == "system: S\n\nuser: U1\n\nassistant: A1\n\nuser: U2"
+    assert output_rows(lean).equals(full.select(output_schema().names).cast(output_schema()))
+
+
 @pytest.mark.parametrize(
     ("record", "fmt", "reason"),
     [
