@@ -3,8 +3,9 @@
 :func:`census` turns each work block into a small summary for the driver (counts, first parse problem) and
 three tables left in the object store: quarantined rows, contaminated rows and the ok rows' ``id``, exact ``key``
 and ``minhash`` with their ``src`` index and ``loc`` (no text: the steps after it need none, and the chosen rows'
-text is taken from the work blocks once, at the write). :func:`write_reports` writes ``quarantine.jsonl``, ``decontaminated.jsonl`` and
-``duplicates.jsonl``, in the order the files always had: tasks sort parts, the driver merges them line by line.
+text is taken from the work blocks once, at the write). :func:`write_reports` writes ``quarantine.jsonl``,
+``decontaminated.jsonl`` and ``duplicates.jsonl``, in the order the files always had: tasks sort parts, the driver
+merges them line by line.
 """
 
 from __future__ import annotations
