@@ -329,7 +329,9 @@ def main() -> None:
     ap.add_argument("--rss", help="comma-separated row counts: measure the driver's peak RSS at each")
     ap.add_argument("--budget", type=int, help="with --rss: a fixed mixture budget (default: half the rows)")
     ap.add_argument("--stream", action="store_true", help="with --rss: mode: stream (no dedup)")
-    ap.add_argument("--blocks", type=int, help="with --rss or --scaling: num_blocks per source (default: rows / 25 000)")
+    ap.add_argument(
+        "--blocks", type=int, help="with --rss or --scaling: num_blocks per source (default: rows / 25 000)"
+    )
     ap.add_argument("--scaling", type=int, help="rows: build time on 1 vs 2 CPUs, alternating")
     ap.add_argument("--repeat", type=int, default=2, help="with --scaling: builds per CPU count")
     ap.add_argument("--driver-rss", help=argparse.SUPPRESS)  # internal: one --rss measurement in this process
