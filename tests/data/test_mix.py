@@ -231,6 +231,20 @@ def test_bad_configs_and_sources_fail_clearly_without_output(
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
+def test_an_empty_file_in_a_source_glob_is_a_block_without_rows(ray_cluster, tmp_path):
+    """An empty jsonl among a source's files reaches the work blocks as a table without columns; census, k-center's
+    text tasks and the tasks that take the chosen rows all read it as an empty block."""
+    rows = [{"instruction": f"question {i} on topic {i % 7}", "output": f"answer {i} " * 5} for i in range(40)]
+    (tmp_path / "a1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "a2.jsonl").write_text("")
+    src = {"name": "a", "domain": "general", "path": str(tmp_path / "a*.jsonl"), "format": "alpaca"}
+    cfg = base_config([src | {"selection": "kcenter"}], 10, num_blocks=3, decontam={})
+    manifest = build_mixture(validate_config(MixtureConfig, cfg), tmp_path / "out", progress=False)
+    assert (manifest["totals"]["read"], manifest["rows"]) == (40, 10)
+    prompts = pq.read_table(tmp_path / "out" / "train").column("prompt").to_pylist()
+    assert len(set(prompts)) == 10 and all(p.startswith("question ") for p in prompts)
+
+
 def test_kcenter_selection_spreads_over_topics_of_an_hf_source(ray_cluster, tmp_path):
     topics = [
         "parquet files and arrow tables",
