@@ -70,6 +70,11 @@ def sort_by_source_and_id(blocks: list, nsrc: int, buckets: int) -> tuple[list, 
     return [o[0] for o in out], np.repeat(np.arange(nsrc), buckets), first_rank, counts.sum(axis=1)
 
 
+def _output_rows_at(work: pa.Table, loc: pa.ChunkedArray) -> pa.Table:
+    """The output rows of one work block at the locations ``loc`` (all in that block), in their order."""
+    return output_rows(work_block(work).take(pa.array(row_of(loc.to_numpy()), pa.int64())))
+
+
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _route(block: pa.Table, nblocks: int):
     """The rows' ``loc`` and position in ``block``, cut by the work block they live in."""
@@ -83,7 +88,7 @@ def _texts(work: pa.Table, which: str, *wanted: pa.Table):
     """The embedding text of the ``wanted`` rows of one work block (one ``{pos, text}`` table per request)."""
     out = []
     for w in wanted:
-        rows = output_rows(work_block(work).take(pa.array(row_of(w.column("loc").to_numpy()), pa.int64())))
+        rows = _output_rows_at(work, w.column("loc"))
         p, r = rows.column("prompt").combine_chunks(), rows.column("response").combine_chunks()
         text = p if which == "prompt" else r if which == "response" else pc.binary_join_element_wise(p, r, "\n\n")
         out.append(pa.table({"pos": w.column("pos"), "text": text}))
@@ -138,8 +143,7 @@ def _take_chosen(block, src, first_rank, plan, nblocks, parts):
 def _fetch_rows(work: pa.Table, rows_per_file: int, files_per_writer: int, writers: int, *chosen: pa.Table):
     """The output columns of the chosen rows of one work block, with their ``out_pos``, cut by writer."""
     t = concat(chosen)
-    rows = output_rows(work_block(work).take(pa.array(row_of(t.column("loc").to_numpy()), pa.int64())))
-    rows = rows.append_column("out_pos", t.column("out_pos"))
+    rows = _output_rows_at(work, t.column("loc")).append_column("out_pos", t.column("out_pos"))
     return returned(split(rows, t.column("out_pos").to_numpy() // rows_per_file // files_per_writer, writers))
 
 
