@@ -51,11 +51,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster shared by all tests of the session."""
+    """A real local Ray cluster shared by all tests of the session, with the dashboard an ASHA sweep starts (Ray
+    Train frees the workers of a trial Tune stopped through its State API)."""
     import ray
 
     from onlyif.ray_utils import init_ray
 
-    init_ray(num_cpus=TEST_CLUSTER_CPUS, progress=False)
+    init_ray(num_cpus=TEST_CLUSTER_CPUS, progress=False, dashboard=True)
     yield ray
     ray.shutdown()

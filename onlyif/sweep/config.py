@@ -83,12 +83,19 @@ class TuneConfig(Config):
     """CPUs held by the trial driver itself (the Ray Train workers hold their own resources)."""
     reuse_actors: bool = True
     """Run the next trial in the process of a finished one (Tune's ``reuse_actors``): saves each trial's process
-    start and imports (torch, transformers, Ray Train) — bench/sweep_overhead.py: 85 s vs 102 s for 4 trials."""
+    start and imports (torch, transformers, Ray Train) — bench/sweep_overhead.py: 85 s vs 102 s for 4 trials.
+    Off with a ``scheduler`` (:attr:`reuses_actors`)."""
     storage_path: str | None = None
     """Where Tune keeps the experiment state and the trials' results (its restore point): default
     ``EXP_DIR/tune``; an ``s3://bucket/prefix`` URI (credentials and ``AWS_ENDPOINT_URL_S3`` from the environment)
     keeps them in object storage, which every node reaches — and then the trials' training runs too (Ray Train
     checkpoints, models, metrics), under ``STORAGE/NAME/trials/TRIAL_ID``."""
+
+    @property
+    def reuses_actors(self) -> bool:
+        """``reuse_actors`` as run: off with a scheduler. A trial it stops must end, its Ray Train run with it; Tune
+        would keep the process, still training, for the next trial, whose start then fails (after a 2-s wait)."""
+        return self.reuse_actors and self.scheduler is None
 
     def root(self, exp_dir: Path) -> str:
         """The Tune storage path of the experiment in ``exp_dir``."""

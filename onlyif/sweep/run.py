@@ -273,7 +273,9 @@ def _run_sweep(
         if p.skip_reason is not None:
             echo(f"skipped {p.id}: {p.skip_reason}")
 
-    init_ray(num_cpus=_local_cpus(valid, cfg), progress=False)
+    # A trial the scheduler stops is killed with its Ray Train controller; Ray Train's cleaner then frees the run's
+    # workers (its placement group) through the dashboard's State API — without it they stay until the driver ends.
+    init_ray(num_cpus=_local_cpus(valid, cfg), progress=False, dashboard=cfg.tune.scheduler is not None)
     trainable = tune.with_resources(run_trial, _trial_resources(cfg))
     if resume:
         from mlflow import MlflowClient
@@ -292,7 +294,7 @@ def _run_sweep(
             },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=cfg.tune.max_concurrent_trials,
-                reuse_actors=cfg.tune.reuse_actors,
+                reuse_actors=cfg.tune.reuses_actors,
                 scheduler=_scheduler(cfg),
                 num_samples=1,
                 trial_dirname_creator=trial_dirname,

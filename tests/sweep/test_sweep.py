@@ -19,6 +19,7 @@ from onlyif.config import load_config, validate_config
 from onlyif.errors import ConfigError
 from onlyif.sweep.config import SweepConfig
 from onlyif.sweep.grid import expand_grid
+from tests.conftest import TEST_CLUSTER_CPUS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,6 +97,12 @@ def test_grid_axes_cross_with_instructions_and_validate_each_point():
 def test_bad_grid_configs_name_the_key(grid, message):
     with pytest.raises(ConfigError, match=message):
         _cfg(**grid)
+
+
+def test_trial_processes_are_reused_only_without_a_scheduler():
+    assert _cfg().tune.reuses_actors
+    data = json.loads(json.dumps(TINY)) | {"tune": {"scheduler": {"metric": "train_loss"}, "reuse_actors": True}}
+    assert not validate_config(SweepConfig, data).tune.reuses_actors
 
 
 def test_shipped_sweep_configs_expand():
@@ -183,21 +190,28 @@ def test_asha_stops_a_worse_trial_early(ray_cluster, tmp_path):
 
     data = json.loads(json.dumps(TINY)) | {
         "name": "asha",
-        "grid": {"instructions": [4], "budget": [48], "axes": {"train.optim.lr": [0.01, 1.0e-7]}},
+        "grid": {"instructions": [4], "budget": [48], "axes": {"train.optim.lr": [0.01, 1.0e-7, 0.03]}},
         "tune": {"scheduler": {"metric": "train_loss", "mode": "min", "grace_period": 1, "reduction_factor": 2}},
     }
     data["train"] |= {"epochs": 2, "eval": {"max_examples": 16, "every_epochs": 0}}
     exp = tmp_path / "exp"
     out = run_sweep(validate_config(SweepConfig, data), exp, echo=lambda *_: None)
-    # Trials run one at a time: the second (lr 1e-7) is worse than the first at the first rung and is stopped.
-    assert (out.finished, out.stopped, out.errored, out.total) == (1, 1, 0, 2)
+    # Trials run one at a time: the second (lr 1e-7) is worse than the first at the first rung and is stopped; the
+    # third starts after it (in a reused process it failed: the stopped trial was still training there).
+    assert out.stopped >= 1 and out.finished >= 1 and (out.finished + out.stopped, out.errored) == (3, 0), out
+    # The stopped trial's Ray Train workers are freed (Ray Train's cleaner, through the dashboard's State API),
+    # not held until this driver ends.
+    deadline = time.monotonic() + 30
+    while ray_cluster.available_resources().get("CPU", 0) < TEST_CLUSTER_CPUS and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray_cluster.available_resources().get("CPU", 0) == TEST_CLUSTER_CPUS, ray_cluster.available_resources()
     _, runs = _child_runs(exp)
     by_lr = {r.data.params["train.optim.lr"]: r for r in runs}
     assert by_lr["0.01"].info.status == "FINISHED" and "test_unseen/exact_match_applied" in by_lr["0.01"].data.metrics
     stopped = by_lr["1e-07"]
     assert stopped.info.status == "KILLED" and stopped.data.tags["onlyif.stopped_early"] == "true"
     assert "test_unseen/exact_match_applied" not in stopped.data.metrics
-    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == 1
+    assert json.loads((exp / "report" / "report.json").read_text())["trials"] == out.finished
 
 
 def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
