@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import sys
+from collections.abc import Iterator
 
 from onlyif.errors import OnlyIfError
 from onlyif.net import connect_error
 
 LOCAL_RAY_ENV = "ONLYIF_LOCAL_RAY"
 """Set by :func:`init_ray` before it starts a local Ray, so that the Ray workers (Tune trials) inherit it."""
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+"""Where a Ray process's State API calls go (Ray reads it)."""
 
 
 def started_here() -> bool:
@@ -44,7 +49,8 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
                     # Ray Data). Let the logical CPUs we advertise set the cap instead, as Ray does when they fit.
                     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
                 os.environ[LOCAL_RAY_ENV] = "1"  # before ray.init: its raylet and workers inherit it
-                ray.init(num_cpus=num_cpus, include_dashboard=dashboard, **kwargs)
+                with _dashboard_env(dashboard) as port:
+                    ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_port=port, **kwargs)
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             where = f"connect to the Ray cluster at RAY_ADDRESS={address}" if address else "start a local Ray"
@@ -64,6 +70,29 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _dashboard_env(dashboard: bool) -> Iterator[int | None]:
+    """The dashboard port for a local Ray (None: no dashboard), and its State API address in this process's
+    environment while Ray starts, so that only the raylet and its workers inherit it. A worker's State API call
+    (Ray Train's placement-group cleaner makes them) finds its cluster from ``RAY_API_SERVER_ADDRESS``, else by
+    looking for local Ray instances, and fails when there is more than one on the machine."""
+    if not dashboard:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    before = os.environ.get(API_SERVER_ENV)
+    os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
+    try:
+        yield port
+    finally:
+        if before is None:
+            os.environ.pop(API_SERVER_ENV, None)
+        else:
+            os.environ[API_SERVER_ENV] = before
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:

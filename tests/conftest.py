@@ -4,6 +4,7 @@ where no CUDA device is visible (``pytest -m gpu`` selects only them, on a GPU m
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -60,3 +61,20 @@ def ray_cluster():
     init_ray(num_cpus=TEST_CLUSTER_CPUS, progress=False, dashboard=True)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cluster_idle_after_module(request):
+    """After each test file, the shared cluster has every CPU back: a file that leaves resources held (a leaked
+    placement group, a live actor) fails here, by name, instead of a later file hanging on the missing CPUs."""
+    yield
+    import ray
+
+    if not ray.is_initialized():
+        return
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < TEST_CLUSTER_CPUS and time.monotonic() < deadline:
+        time.sleep(0.5)
+    free = ray.available_resources().get("CPU", 0)
+    if free < TEST_CLUSTER_CPUS:
+        pytest.fail(f"{request.module.__name__} left {TEST_CLUSTER_CPUS - free:g} of the cluster's CPUs held")
