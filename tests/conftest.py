@@ -70,11 +70,15 @@ def _cluster_idle_after_module(request):
     yield
     import ray
 
-    if not ray.is_initialized():
-        return
-    deadline = time.monotonic() + 30
+    if ray.is_initialized() and (free := free_cpus_once_idle()) < TEST_CLUSTER_CPUS:
+        pytest.fail(f"{request.node.nodeid} left {TEST_CLUSTER_CPUS - free:g} of the cluster's CPUs held")
+
+
+def free_cpus_once_idle(timeout: float = 30) -> float:
+    """The session cluster's free CPUs once all are free again, or after ``timeout`` seconds."""
+    import ray
+
+    deadline = time.monotonic() + timeout
     while ray.available_resources().get("CPU", 0) < TEST_CLUSTER_CPUS and time.monotonic() < deadline:
         time.sleep(0.5)
-    free = ray.available_resources().get("CPU", 0)
-    if free < TEST_CLUSTER_CPUS:
-        pytest.fail(f"{request.module.__name__} left {TEST_CLUSTER_CPUS - free:g} of the cluster's CPUs held")
+    return ray.available_resources().get("CPU", 0)
