@@ -25,7 +25,8 @@ def started_here() -> bool:
 
 
 def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool = False) -> None:
-    """Connect to ``RAY_ADDRESS`` if set, else start a quiet local Ray (no driver log spam).
+    """Connect to ``RAY_ADDRESS`` if set, else start a quiet local Ray (no driver log spam) — a new one even when a
+    ``ray start`` cluster runs on this machine (plain ``ray.init()`` would join it).
 
     ``dashboard``: the local Ray runs its dashboard, whose State API Ray Train needs to free the placement group of
     a run whose controller died without ending it (a trial Tune stopped early); it costs ≈ 1 s of start-up and
@@ -50,7 +51,9 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
                     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
                 os.environ[LOCAL_RAY_ENV] = "1"  # before ray.init: its raylet and workers inherit it
                 with _dashboard_env(dashboard) as port:
-                    ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_port=port, **kwargs)
+                    # "local": a new Ray, even where `ray start` left its address for plain ray.init() to join
+                    local = {"address": "local", "include_dashboard": dashboard, "dashboard_port": port}
+                    ray.init(num_cpus=num_cpus, **local, **kwargs)
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             where = f"connect to the Ray cluster at RAY_ADDRESS={address}" if address else "start a local Ray"

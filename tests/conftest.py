@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import pytest
 
@@ -66,12 +67,53 @@ def ray_cluster():
 @pytest.fixture(autouse=True, scope="module")
 def _cluster_idle_after_module(request):
     """After each test file, the shared cluster has every CPU back: a file that leaves resources held (a leaked
-    placement group, a live actor) fails here, by name, instead of a later file hanging on the missing CPUs."""
+    placement group, a live actor) fails here, by name and with what holds them, instead of a later file hanging
+    on the missing CPUs; what it left is freed, so that the files after it run as usual.
+
+    One leak is Ray's, not ours, and only warns: a placement group of a job that has ended. A Ray Train controller
+    that retries its worker group while its driver exits (the workers die with the driver) can create a group after
+    the GCS freed that job's groups, and the GCS never frees it (seen once, bench/README "test suite")."""
     yield
     import ray
 
-    if ray.is_initialized() and (free := free_cpus_once_idle()) < TEST_CLUSTER_CPUS:
-        pytest.fail(f"{request.node.nodeid} left {TEST_CLUSTER_CPUS - free:g} of the cluster's CPUs held")
+    if not ray.is_initialized() or (free := free_cpus_once_idle()) >= TEST_CLUSTER_CPUS:
+        return
+    ended, ours = _held_placement_groups()
+    for group in ended + ours:
+        ray.util.remove_placement_group(group)
+    if not ours and free_cpus_once_idle() >= TEST_CLUSTER_CPUS:
+        message = f"{request.node.nodeid}: removed {len(ended)} placement group(s) of ended jobs (Ray's leak)"
+        warnings.warn(message, stacklevel=1)
+        return
+    pytest.fail(
+        f"{request.node.nodeid} left {TEST_CLUSTER_CPUS - free:g} of the cluster's CPUs held; placement groups of "
+        f"ended jobs: {[g.id.hex() for g in ended]}, of this session: {[g.id.hex() for g in ours]}; actors: "
+        f"{_actors_holding_cpus()}"
+    )
+
+
+def _held_placement_groups() -> tuple[list, list]:
+    """The placement groups holding resources, split into those of jobs that ended and those of live jobs."""
+    import ray
+    from ray._private.state import jobs
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+
+    ended_jobs = {job["JobID"] for job in jobs() if job["IsDead"]}
+    ended: list = []
+    live: list = []
+    for pg_id, pg in ray.util.placement_group_table().items():
+        if pg["state"] == "CREATED":
+            group = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id)))
+            (ended if pg_id[-8:] in ended_jobs else live).append(group)  # a group's ID ends with its job's
+    return ended, live
+
+
+def _actors_holding_cpus() -> list[str]:
+    from ray._private.state import actors
+
+    alive = [a for a in actors().values() if a["State"] == "ALIVE" and a.get("RequiredResources", {}).get("CPU")]
+    return [f"{a['ActorClassName']} (job {a['JobID']}, pid {a.get('Pid')})" for a in alive]
 
 
 def free_cpus_once_idle(timeout: float = 30) -> float:

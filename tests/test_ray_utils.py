@@ -1,0 +1,64 @@
+"""Starting Ray: a command without ``RAY_ADDRESS`` starts its own local Ray, whatever else runs on the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests._ports import free_port
+
+BIN = Path(sys.executable).parent
+LOCAL_RAY = """
+from onlyif.ray_utils import init_ray
+import ray
+init_ray(num_cpus=3, progress=False)
+print("CPU", ray.cluster_resources()["CPU"], "NODES", len(ray.nodes()))
+"""
+
+
+def test_a_ray_start_cluster_on_the_machine_is_not_joined_without_ray_address():
+    """`ray start` leaves its address where a plain `ray.init()` finds and joins it (which then refuses our
+    ``num_cpus``); ``init_ray`` starts a local Ray of its own. ``RAY_TMPDIR`` keeps that address file from the
+    other tests' processes (short: Ray's socket paths must fit 107 bytes)."""
+    import psutil
+
+    tmp = Path(tempfile.mkdtemp(prefix="oi", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(tmp)}
+    head_cmd = [BIN / "ray", "start", "--head", "--block", "--num-cpus=1", f"--port={free_port()}"]
+    head_cmd += ["--include-dashboard=false", "--disable-usage-stats"]
+    head = subprocess.Popen(
+        head_cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp / "ray" / "ray_current_cluster").is_file() and head.poll() is None:
+            assert time.monotonic() < deadline, "`ray start` wrote no address file"
+            time.sleep(0.5)
+        assert head.poll() is None, "`ray start` ended"
+        run = subprocess.run([sys.executable, "-c", LOCAL_RAY], env=env, capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "CPU 3.0 NODES 1" in run.stdout, run.stdout  # its own Ray: 3 CPUs, not the head's 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=15)
+        for p in psutil.process_iter(["pid", "cmdline"]):  # the head's GCS, raylet and workers (some leave its group)
+            if any(str(tmp) in part for part in p.info["cmdline"] or []) or _in_group(p.info["pid"], head.pid):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _in_group(pid: int, group: int) -> bool:
+    try:
+        return os.getpgid(pid) == group
+    except (ProcessLookupError, PermissionError):
+        return False
