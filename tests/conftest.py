@@ -87,7 +87,7 @@ def _cluster_idle_after_module(request):
         return
     pytest.fail(
         f"{request.node.nodeid} left {TEST_CLUSTER_CPUS - free:g} of the cluster's CPUs held; placement groups of "
-        f"ended jobs: {[g.id.hex() for g in ended]}, of this session: {[g.id.hex() for g in ours]}; actors: "
+        f"ended jobs: {[g.id.hex() for g in ended]}, of live jobs: {[g.id.hex() for g in ours]}; actors: "
         f"{_actors_holding_cpus()}"
     )
 

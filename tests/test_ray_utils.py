@@ -50,7 +50,7 @@ def test_a_ray_start_cluster_on_the_machine_is_not_joined_without_ray_address():
             os.killpg(head.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             head.wait(timeout=15)
-        for p in psutil.process_iter(["pid", "cmdline"]):  # the head's GCS, raylet and workers (some leave its group)
+        for p in psutil.process_iter(["pid", "cmdline"]):  # the head's GCS, raylet, workers: by group or temp dir
             if any(str(tmp) in part for part in p.info["cmdline"] or []) or _in_group(p.info["pid"], head.pid):
                 with contextlib.suppress(psutil.NoSuchProcess):
                     p.kill()
