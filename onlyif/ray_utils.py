@@ -52,8 +52,9 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
                 os.environ[LOCAL_RAY_ENV] = "1"  # before ray.init: its raylet and workers inherit it
                 with _dashboard_env(dashboard) as port:
                     # "local": a new Ray, even where `ray start` left its address for plain ray.init() to join
-                    local = {"address": "local", "include_dashboard": dashboard, "dashboard_port": port}
-                    ray.init(num_cpus=num_cpus, **local, **kwargs)
+                    ray.init(
+                        address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_port=port, **kwargs
+                    )
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             where = f"connect to the Ray cluster at RAY_ADDRESS={address}" if address else "start a local Ray"

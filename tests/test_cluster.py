@@ -20,6 +20,7 @@ import yaml
 
 from onlyif.local_cluster import ClusterSpec, alive_nodes, cluster_processes, status
 from tests._ports import free_port, free_ports
+from tests._procs import node_pids
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -200,18 +201,8 @@ def _mixture_config(tmp_path: Path) -> Path:
 def _node_pids(spec: ClusterSpec, name: str) -> list[int]:
     """The processes of one Ray node of the cluster: its ``ray start`` process group and whatever runs in its own
     temp dir (raylet, its workers)."""
-    import psutil
-
     group = int((spec.state_dir / "pids" / f"{name}.pid").read_text().split()[0])
-    marker = f"{spec.ray_dir}-{name}"
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if os.getpgid(p.info["pid"]) == group or any(marker in part for part in p.info["cmdline"] or []):
-                found.append(p.info["pid"])
-        except (ProcessLookupError, PermissionError):
-            continue
-    return found
+    return node_pids(group, f"{spec.ray_dir}-{name}")
 
 
 def _train_worker_nodes(spec: ClusterSpec) -> list[str]:

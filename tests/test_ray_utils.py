@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests._ports import free_port
+from tests._procs import node_pids
 
 BIN = Path(sys.executable).parent
 LOCAL_RAY = """
@@ -27,8 +28,6 @@ def test_a_ray_start_cluster_on_the_machine_is_not_joined_without_ray_address():
     """`ray start` leaves its address where a plain `ray.init()` finds and joins it (which then refuses our
     ``num_cpus``); ``init_ray`` starts a local Ray of its own. ``RAY_TMPDIR`` keeps that address file from the
     other tests' processes (short: Ray's socket paths must fit 107 bytes)."""
-    import psutil
-
     tmp = Path(tempfile.mkdtemp(prefix="oi", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(tmp)}
     head_cmd = [BIN / "ray", "start", "--head", "--block", "--num-cpus=1", f"--port={free_port()}"]
@@ -50,15 +49,7 @@ def test_a_ray_start_cluster_on_the_machine_is_not_joined_without_ray_address():
             os.killpg(head.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             head.wait(timeout=15)
-        for p in psutil.process_iter(["pid", "cmdline"]):  # the head's GCS, raylet, workers: by group or temp dir
-            if any(str(tmp) in part for part in p.info["cmdline"] or []) or _in_group(p.info["pid"], head.pid):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    p.kill()
+        for pid in node_pids(head.pid, str(tmp)):  # the head's GCS, raylet and workers
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _in_group(pid: int, group: int) -> bool:
-    try:
-        return os.getpgid(pid) == group
-    except (ProcessLookupError, PermissionError):
-        return False
