@@ -2,20 +2,23 @@
 
 For mixtures without dedup or core-set selection. Each source is read and sent through the record step as in
 ``mode: select``; a one-actor step per source keeps its first ``count`` usable rows in read order and counts the
-rest; Ray Data's ``Dataset.mix`` interleaves the sources' blocks in the ratio of their counts, and Ray Data writes
-the parquet files (on the driver's node, into the build's temp folder). Rows flow through Ray Data's streaming
-executor, so memory is bounded by its buffers, not by the data. The per-source counts and the quarantined and
+rest, and Ray Data writes those rows into the build's temp folder on the driver's node (one streaming pass per
+source: memory is bounded by Ray Data's buffers, not by the data). The per-source counts and the quarantined and
 contaminated rows go to one ledger actor on the driver's node; the side reports are written from it as in
-``mode: select`` (it holds those rows only, never the mixture's).
+``mode: select`` (it holds those rows only, never the mixture's). Then one task on that node writes the mixture's
+files, ``rows_per_file`` rows each, reading the sources' rows back a batch at a time and spreading each source
+evenly through the output (:mod:`onlyif.mixing.interleave`).
 
-Same config ⇒ same bytes (``preserve_order``). Unlike ``mode: select`` the interleaving follows block
-boundaries, so ``num_blocks`` is part of what fixes the bytes, output files hold about ``rows_per_file`` rows,
-and rows are not shuffled: a trainer shuffles each epoch; shuffle a source beforehand if its order matters.
+Same config ⇒ same bytes: the row order depends on the sources' row counts only, not on ``num_blocks``, block
+boundaries or timing. Rows are not shuffled: a trainer shuffles each epoch; shuffle a source beforehand if its
+order matters. The build's temp folder holds the kept rows twice at the end (the sources' copy is removed once the
+mixture is written).
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,9 +34,11 @@ from onlyif.data.blocks import on_this_node
 from onlyif.data.mix_output import join_jsonl_parts
 from onlyif.data.mix_reports import STATUSES, write_reports
 from onlyif.io import sha256_file, write_jsonl
+from onlyif.mixing.interleave import next_sources
 from onlyif.mixing.records import CONTAMINATED, OK, QUARANTINED, output_schema, process_batch
 
-MIX_WEIGHT_OF_EMPTY = 1e-9  # a source asked for 0 rows is still read and counted; Dataset.mix needs weights > 0
+SOURCES_DIR = ".sources"  # each source's kept rows, in the build's temp folder until the mixture is written
+READ_BATCH_ROWS = 4096
 
 
 @ray.remote(num_cpus=0)
@@ -135,36 +140,75 @@ def _kept_rows(rs, i: int, n: int, cfg, index, ledger):
         )
 
 
-def stream_mixture(cfg, resolved: list, index, requested: list[int], tmp: Path) -> tuple[np.ndarray, list, list]:
-    """Write ``cfg``'s mixture into ``tmp`` as it is read; returns ``(counts, first problems, files)`` where
-    ``counts[s]`` = rows read, quarantined, filtered, contaminated, ok of source ``s`` (as :func:`census`)."""
+def stream_sources(cfg, resolved: list, index, requested: list[int], tmp: Path) -> tuple[np.ndarray, list]:
+    """Keep each source's first ``requested`` usable rows, in read order, in ``tmp/.sources/NNNNN/`` (one Ray Data
+    pass per source) and write the side reports; returns ``(counts, first problems)`` where ``counts[s]`` = rows
+    read, quarantined, filtered, contaminated, ok of source ``s`` (as :func:`census`)."""
     pinned = on_this_node()
-    split_dir = tmp / cfg.output_split
     ledger = _Ledger.options(**pinned).remote(len(resolved))
     try:
         with _preserve_order():  # before any Dataset exists: each one keeps the context it was made in
-            parts = [_kept_rows(rs, i, requested[i], cfg, index, ledger) for i, rs in enumerate(resolved)]
-            weights = [max(float(n), MIX_WEIGHT_OF_EMPTY) for n in requested]
-            mixed = parts[0].mix(*parts[1:], weights=weights) if len(parts) > 1 else parts[0]
-            mixed.write_parquet(
-                str(split_dir),
-                min_rows_per_file=cfg.rows_per_file,
-                filename_provider=_TaskOrderNames(),
-                ray_remote_args=pinned,
-            )
+            for i, rs in enumerate(resolved):
+                _kept_rows(rs, i, requested[i], cfg, index, ledger).write_parquet(
+                    str(tmp / SOURCES_DIR / f"{i:05d}"), filename_provider=_TaskOrderNames(), ray_remote_args=pinned
+                )
         counts, first, quarantined, contaminated = ray.get(ledger.summary.remote())
         write_reports(tmp, [rs.cfg.name for rs in resolved], quarantined, contaminated, [], len(resolved))
     finally:
         ray.kill(ledger)  # its side rows are written by now, or the build failed
-    written = sorted(split_dir.glob("*.parquet"))
-    if not written:
-        split_dir.mkdir(exist_ok=True)
-        pq.write_table(output_schema().empty_table(), split_dir / "part-00000.parquet")
-    else:
-        for k, path in enumerate(written):
-            path.rename(split_dir / f"part-{k:05d}.parquet")
+    return counts, first
+
+
+class _SourceRows:
+    """One source's kept rows in read order, from its parquet parts (named in write-task order), a batch at a
+    time."""
+
+    def __init__(self, folder: Path):
+        files = sorted(folder.glob("*.parquet"))
+        self.batches = (b for f in files for b in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS))
+        self.buffer = output_schema().empty_table()
+
+    def take(self, count: int) -> pa.Table:
+        parts = [self.buffer]
+        have = self.buffer.num_rows
+        while have < count:
+            batch = next(self.batches)
+            parts.append(pa.Table.from_batches([batch]).cast(output_schema()))
+            have += batch.num_rows
+        table = pa.concat_tables(parts)
+        self.buffer = table.slice(count)
+        return table.slice(0, count)
+
+
+@ray.remote
+def _interleave(sources: str, kept: list[int], split_dir: str, rows_per_file: int) -> None:
+    """Write ``SPLIT/part-XXXXX.parquet``, ``rows_per_file`` rows each (the last may hold fewer), the sources'
+    rows in the order of :func:`~onlyif.mixing.interleave.next_sources`; holds one file's rows at a time."""
+    readers = [_SourceRows(Path(sources) / f"{i:05d}") for i in range(len(kept))]
+    out = Path(split_dir)
+    out.mkdir()
+    taken, total, k = [0] * len(kept), sum(kept), 0
+    while k == 0 or sum(taken) < total:
+        size = min(rows_per_file, total - sum(taken))
+        src = next_sources(kept, taken, size) if size else np.zeros(0, np.int64)
+        per = np.bincount(src, minlength=len(kept))
+        grouped = pa.concat_tables([r.take(int(c)) for r, c in zip(readers, per, strict=True)])
+        where = np.empty(size, dtype=np.int64)
+        where[np.argsort(src, kind="stable")] = np.arange(size)  # output row p is grouped row where[p]
+        pq.write_table(grouped.take(pa.array(where)), out / f"part-{k:05d}.parquet")
+        taken = [t + int(c) for t, c in zip(taken, per, strict=True)]
+        k += 1
+
+
+def write_interleaved(cfg, kept: list[int], tmp: Path) -> list[dict[str, Any]]:
+    """The mixture's files from the kept rows of :func:`stream_sources` (then removed), with their row counts and
+    digests (and ``SPLIT.jsonl`` if asked)."""
+    pinned = on_this_node()
+    split_dir = tmp / cfg.output_split
+    ray.get(_interleave.options(**pinned).remote(str(tmp / SOURCES_DIR), kept, str(split_dir), cfg.rows_per_file))
+    shutil.rmtree(tmp / SOURCES_DIR)
     paths = sorted(split_dir.glob("part-*.parquet"))
     files = ray.get([_file_info.options(**pinned).remote(str(p), cfg.output_split, cfg.write_jsonl) for p in paths])
     if cfg.write_jsonl:
         join_jsonl_parts(tmp, cfg.output_split, len(paths))
-    return counts, first, files
+    return files

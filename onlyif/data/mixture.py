@@ -192,10 +192,10 @@ def _select(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path
 
 def _stream(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path, lap, progress: bool):
     """``mode: stream`` (:mod:`onlyif.data.mix_stream`). Returns ``(stats, files, domains)``."""
-    from onlyif.data.mix_stream import stream_mixture
+    from onlyif.data.mix_stream import stream_sources, write_interleaved
 
     requested = cfg.requested()
-    counts, first_problem, files = stream_mixture(cfg, resolved, index, requested, tmp)
+    counts, first_problem = stream_sources(cfg, resolved, index, requested, tmp)
     lap("stream_s")
     stats: dict[str, dict[str, Any]] = {}
     domains: dict[str, int] = {}
@@ -213,6 +213,8 @@ def _stream(cfg: MixtureConfig, resolved: list[ResolvedSource], index, tmp: Path
         }
         if requested[i]:
             domains[src.domain] = domains.get(src.domain, 0) + requested[i]
+    files = write_interleaved(cfg, requested, tmp)
+    lap("write_s")
     return stats, files, dict(sorted(domains.items()))
 
 

@@ -173,8 +173,8 @@ class MixtureConfig(Config):
     seed: int = Field(0, ge=0)
     mode: Literal["select", "stream"] = "select"
     """select: dedup, then a seeded random or k-center choice per source, shuffled output (every row is read
-    before any is chosen). stream: each source's first count rows in read order, interleaved by Ray Data as
-    they are read, never materialized — for pure ratio mixtures of huge sources (no dedup, k-center,
+    before any is chosen). stream: each source's first count rows in read order, spread evenly through the
+    output (the order depends on the counts only), never materialized — for pure ratio mixtures of huge sources (no dedup, k-center,
     upsampling or diversity report)."""
     budget: int = Field(ge=1)
     """Total rows of the mixture (with counts, the counts' sum may be lower)."""

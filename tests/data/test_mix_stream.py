@@ -54,16 +54,22 @@ def test_stream_keeps_the_first_rows_in_read_order_and_is_deterministic(ray_clus
     assert (b["read"], b["quarantined"], b["available"], b["selected"]) == (306, 6, 300, 100)
     assert manifest["rows"] == 400 and manifest["domains"] == {"x": 300, "y": 100}
     files = manifest["output"]["files"]
-    assert [f["path"] for f in files] == [f"train/part-{k:05d}.parquet" for k in range(len(files))]
-    assert sum(f["rows"] for f in files) == 400
+    assert [(f["path"], f["rows"]) for f in files] == [
+        (f"train/part-{k:05d}.parquet", n) for k, n in enumerate((150, 150, 100))
+    ]
+    # spread evenly, 3 : 1, whatever the block boundaries: every 4 rows hold one of b
+    assert all(sum(p.startswith("b ") for p in prompts[k : k + 4]) == 1 for k in range(0, 400, 4))
     lines = (tmp_path / "one" / "train.jsonl").read_text().splitlines()
     assert [json.loads(line)["prompt"] for line in lines] == prompts
     assert len((tmp_path / "one" / "quarantine.jsonl").read_text().splitlines()) == 16
 
-    again = build_mixture(cfg, tmp_path / "two", progress=False)
+    # the same bytes again, and with other blocks: the order depends on the sources' row counts only
+    other_blocks = _numbered_config(tmp_path / "src", write_jsonl=True, num_blocks=3)
+    again = build_mixture(other_blocks, tmp_path / "two", progress=False)
     assert again["output"]["sha256"] == manifest["output"]["sha256"]
     for name in ("train.jsonl", "quarantine.jsonl"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
 def test_stream_counts_and_side_reports_match_select_on_every_format(ray_cluster, tmp_path):

@@ -11,6 +11,7 @@ from onlyif.errors import ConfigError
 from onlyif.mixing.budget import allocate, upsample_plan
 from onlyif.mixing.decontam import NgramIndex, humaneval_path, read_eval_items
 from onlyif.mixing.dedup import exact_duplicates, minhash_signatures, near_duplicates
+from onlyif.mixing.interleave import next_sources
 from onlyif.mixing.normalize import RecordError, flatten, normalize_record
 from onlyif.mixing.text import exact_key
 
@@ -191,3 +192,24 @@ def test_output_plan_takes_the_picks_upsamples_and_places_every_row_once():
     assert sorted(plan["out_pos"]) == list(range(12)) and sorted(plan["g"]) == list(range(12))
     again = output_plan([10, 6, 2], [3, 4, 5], seed=7, picks=[np.array([9, 0, 4]), None, None])
     assert all((again[k] == plan[k]).all() for k in plan)  # seeded
+
+
+def test_stream_interleave_spreads_sources_evenly_whatever_the_chunks():
+    n = [300, 100, 0, 7]
+    whole = next_sources(n, [0, 0, 0, 0], 407)
+    assert np.bincount(whole, minlength=4).tolist() == n
+    assert whole[:8].tolist() == [0, 0, 1, 0, 0, 0, 1, 0]  # 3 : 1; a tie goes to the first source
+    # every prefix holds each source in its share, up to a row
+    seen = np.cumsum(np.eye(4, dtype=np.int64)[whole], axis=0)
+    share = np.outer(np.arange(1, 408), np.array(n) / 407)
+    assert np.abs(seen - share).max() <= 1.0
+    # taken in chunks of any size (output files), the order is the same
+    for size in (1, 50, 150):
+        taken, parts = [0, 0, 0, 0], []
+        while sum(taken) < 407:
+            part = next_sources(n, taken, min(size, 407 - sum(taken)))
+            taken = [t + int(c) for t, c in zip(taken, np.bincount(part, minlength=4), strict=True)]
+            parts.append(part)
+        assert np.concatenate(parts).tolist() == whole.tolist()
+    with pytest.raises(ValueError, match="2 rows asked, 1 left"):
+        next_sources([1], [0], 2)
