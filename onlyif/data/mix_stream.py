@@ -3,7 +3,7 @@
 For mixtures without dedup or core-set selection. Each source is read and sent through the record step as in
 ``mode: select``; a one-actor step per source keeps its first ``count`` usable rows in read order and counts the
 rest, and Ray Data writes those rows into the build's temp folder on the driver's node (one streaming pass per
-source: memory is bounded by Ray Data's buffers, not by the data). The per-source counts and the quarantined and
+source, all at once: memory is bounded by Ray Data's buffers, not by the data). The per-source counts and the quarantined and
 contaminated rows go to one ledger actor on the driver's node; the side reports are written from it as in
 ``mode: select`` (it holds those rows only, never the mixture's). Then one task on that node writes the mixture's
 files, ``rows_per_file`` rows each, reading the sources' rows back a batch at a time and spreading each source
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -148,10 +149,14 @@ def stream_sources(cfg, resolved: list, index, requested: list[int], tmp: Path) 
     ledger = _Ledger.options(**pinned).remote(len(resolved))
     try:
         with _preserve_order():  # before any Dataset exists: each one keeps the context it was made in
-            for i, rs in enumerate(resolved):
-                _kept_rows(rs, i, requested[i], cfg, index, ledger).write_parquet(
-                    str(tmp / SOURCES_DIR / f"{i:05d}"), filename_provider=_TaskOrderNames(), ray_remote_args=pinned
-                )
+            kept = [_kept_rows(rs, i, requested[i], cfg, index, ledger) for i, rs in enumerate(resolved)]
+
+        def write(i: int) -> None:
+            folder = str(tmp / SOURCES_DIR / f"{i:05d}")
+            kept[i].write_parquet(folder, filename_provider=_TaskOrderNames(), ray_remote_args=pinned)
+
+        with ThreadPoolExecutor(len(kept)) as pool:  # the sources' passes at once, as one streaming pass would be
+            list(pool.map(write, range(len(kept))))
         counts, first, quarantined, contaminated = ray.get(ledger.summary.remote())
         write_reports(tmp, [rs.cfg.name for rs in resolved], quarantined, contaminated, [], len(resolved))
     finally:
