@@ -2,8 +2,8 @@
 
 For mixtures without dedup or core-set selection. Each source is read and sent through the record step as in
 ``mode: select``; a one-actor step per source keeps its first ``count`` usable rows in read order and counts the
-rest, and Ray Data writes those rows into the build's temp folder on the driver's node (one streaming pass per
-source, all at once: memory is bounded by Ray Data's buffers, not by the data). The per-source counts and the quarantined and
+rest, writing them into the build's temp folder on the driver's node (one Ray Data pass over all sources: memory
+is bounded by its streaming buffers, not by the data). The per-source counts and the quarantined and
 contaminated rows go to one ledger actor on the driver's node; the side reports are written from it as in
 ``mode: select`` (it holds those rows only, never the mixture's). Then one task on that node writes the mixture's
 files, ``rows_per_file`` rows each, reading the sources' rows back a batch at a time and spreading each source
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
-from ray.data.datasource import FilenameProvider
 
 from onlyif.data.blocks import on_this_node
 from onlyif.data.mix_output import join_jsonl_parts
@@ -66,11 +64,12 @@ class _Ledger:
 
 
 class _KeepFirst:
-    """One source's blocks in read order (one actor, ``preserve_order``): keep the first ``n`` usable rows,
-    send the block's counts and side rows to the ledger."""
+    """One source's blocks in read order (one actor on the driver's node, ``preserve_order``): keep the first ``n``
+    usable rows, write each block's into ``folder`` (file names in read order), send the block's counts and side
+    rows to the ledger; returns one row (source, kept rows)."""
 
-    def __init__(self, src: int, n: int, ledger):
-        self.src, self.n, self.ledger = src, n, ledger
+    def __init__(self, src: int, n: int, ledger, folder: str):
+        self.src, self.n, self.ledger, self.folder = src, n, ledger, Path(folder)
         self.seq = self.kept = 0
 
     def __call__(self, block: pa.Table) -> pa.Table:
@@ -81,17 +80,13 @@ class _KeepFirst:
         quarantined = block.filter(pa.array(status == QUARANTINED)).select(["source", "path", "line", "reason", "raw"])
         contaminated = block.filter(pa.array(status == CONTAMINATED)).select(["id", "source", "reason"])
         ray.get(self.ledger.add.remote(self.src, self.seq, counts, problem, quarantined, contaminated))
-        self.seq += 1
         ok = np.flatnonzero(status == OK)[: max(0, self.n - self.kept)]
+        if len(ok):
+            rows = block.take(pa.array(ok, pa.int64())).select(output_schema().names).cast(output_schema())
+            pq.write_table(rows, self.folder / f"{self.seq:09d}.parquet")
+        self.seq += 1
         self.kept += len(ok)
-        return block.take(pa.array(ok, pa.int64())).select(output_schema().names).cast(output_schema())
-
-
-class _TaskOrderNames(FilenameProvider):
-    """File names that sort in write-task order (renamed to ``part-XXXXX.parquet`` afterwards)."""
-
-    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-        return f"task-{task_index:09d}-{write_uuid}.parquet"
+        return pa.table({"src": [self.src], "kept": [len(ok)]})
 
 
 @contextlib.contextmanager
@@ -117,8 +112,9 @@ def _file_info(path: str, split_name: str, with_jsonl: bool) -> dict[str, Any]:
     return {"path": f"{split_name}/{p.name}", "rows": pq.ParquetFile(p).metadata.num_rows, "sha256": sha256_file(p)}
 
 
-def _kept_rows(rs, i: int, n: int, cfg, index, ledger):
-    """Source ``i``'s first ``n`` usable rows, as a Dataset (record step in tasks, then the one-actor keep)."""
+def _kept_rows(rs, i: int, n: int, cfg, index, ledger, folder: Path, pinned: dict):
+    """Source ``i``'s first ``n`` usable rows written into ``folder`` (record step in tasks, then the one-actor
+    keep): a Dataset of one row per block."""
     from onlyif.data.sources import read_source
 
     records = read_source(rs, cfg.num_blocks).map_batches(
@@ -127,36 +123,35 @@ def _kept_rows(rs, i: int, n: int, cfg, index, ledger):
         batch_format="pyarrow",
         batch_size=None,
     )
+    folder.mkdir(parents=True)
     with warnings.catch_warnings():  # Ray 2.60 has no named parameters for the last two (pinned < 2.61)
         warnings.simplefilter("ignore", DeprecationWarning)
         return records.map_batches(
             _KeepFirst,
-            fn_constructor_kwargs={"src": i, "n": n, "ledger": ledger},
+            fn_constructor_kwargs={"src": i, "n": n, "ledger": ledger, "folder": str(folder)},
             batch_format="pyarrow",
             batch_size=None,
             compute=ActorPoolStrategy(size=1),
             num_cpus=0,
             max_restarts=0,  # a restarted actor would forget how many rows it kept: fail instead
             allow_out_of_order_execution=False,  # Ray Data's default lets a later block overtake
+            **pinned,
         )
 
 
 def stream_sources(cfg, resolved: list, index, requested: list[int], tmp: Path) -> tuple[np.ndarray, list]:
     """Keep each source's first ``requested`` usable rows, in read order, in ``tmp/.sources/NNNNN/`` (one Ray Data
-    pass per source) and write the side reports; returns ``(counts, first problems)`` where ``counts[s]`` = rows
-    read, quarantined, filtered, contaminated, ok of source ``s`` (as :func:`census`)."""
+    pass over all sources) and write the side reports; returns ``(counts, first problems)`` where ``counts[s]`` =
+    rows read, quarantined, filtered, contaminated, ok of source ``s`` (as :func:`census`)."""
     pinned = on_this_node()
     ledger = _Ledger.options(**pinned).remote(len(resolved))
     try:
         with _preserve_order():  # before any Dataset exists: each one keeps the context it was made in
-            kept = [_kept_rows(rs, i, requested[i], cfg, index, ledger) for i, rs in enumerate(resolved)]
-
-        def write(i: int) -> None:
-            folder = str(tmp / SOURCES_DIR / f"{i:05d}")
-            kept[i].write_parquet(folder, filename_provider=_TaskOrderNames(), ray_remote_args=pinned)
-
-        with ThreadPoolExecutor(len(kept)) as pool:  # the sources' passes at once, as one streaming pass would be
-            list(pool.map(write, range(len(kept))))
+            parts = [
+                _kept_rows(rs, i, requested[i], cfg, index, ledger, tmp / SOURCES_DIR / f"{i:05d}", pinned)
+                for i, rs in enumerate(resolved)
+            ]
+            (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()  # one row per block
         counts, first, quarantined, contaminated = ray.get(ledger.summary.remote())
         write_reports(tmp, [rs.cfg.name for rs in resolved], quarantined, contaminated, [], len(resolved))
     finally:
