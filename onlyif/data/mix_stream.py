@@ -160,8 +160,7 @@ def stream_sources(cfg, resolved: list, index, requested: list[int], tmp: Path) 
 
 
 class _SourceRows:
-    """One source's kept rows in read order, from its parquet parts (named in write-task order), a batch at a
-    time."""
+    """One source's kept rows in read order, from its files (named by block, in read order), a batch at a time."""
 
     def __init__(self, folder: Path):
         files = sorted(folder.glob("*.parquet"))
