@@ -153,16 +153,30 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _started(pid: int) -> str:
+    """When process ``pid`` started, as its PID file records it. On Linux: clock ticks since boot
+    (``/proc/PID/stat``), which no step of the system clock moves; psutil's create time there is the boot time as
+    the clock now puts it plus those ticks, and a clock step (NTP, a VM's time sync) between `up` and `down` once
+    hid the running services from `down`. Elsewhere psutil's create time, fixed when the process starts."""
+    import psutil
+
+    if sys.platform.startswith("linux"):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # after the command's name
+        return "ticks:" + fields[19]  # field 22, starttime
+    return f"{psutil.Process(pid).create_time():.2f}"
+
+
 def _recorded_pid(f: Path) -> int | None:
-    """The PID a PID file records, if that process still runs (the file also holds its start time, so a PID the
-    system has reused for another program does not count)."""
+    """The PID a PID file records, if that process still runs (the file also holds its start, so a PID the system
+    has reused for another program does not count; files of older versions hold psutil's create time)."""
     import psutil
 
     pid, _, started = f.read_text().strip().partition(" ")
     try:
         proc = psutil.Process(int(pid))
-        return proc.pid if f"{proc.create_time():.2f}" == started and _alive(proc.pid) else None
-    except (ValueError, psutil.NoSuchProcess):
+        same = started in (_started(proc.pid), f"{proc.create_time():.2f}")
+        return proc.pid if same and _alive(proc.pid) else None
+    except (ValueError, OSError, psutil.NoSuchProcess):
         return None
 
 
@@ -173,8 +187,6 @@ def _running(spec: ClusterSpec, name: str) -> int | None:
 
 def _spawn(spec: ClusterSpec, name: str, cmd: list[str], env: dict[str, str]) -> int:
     """Start ``cmd`` as the leader of a new process group, logging to ``STATE/logs/NAME.log``."""
-    import psutil
-
     logs = spec.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
@@ -183,7 +195,7 @@ def _spawn(spec: ClusterSpec, name: str, cmd: list[str], env: dict[str, str]) ->
         )
     pid_file = _pid_file(spec, name)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{proc.pid} {psutil.Process(proc.pid).create_time():.2f}\n")
+    pid_file.write_text(f"{proc.pid} {_started(proc.pid)}\n")
     return proc.pid
 
 

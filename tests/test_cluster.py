@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,6 +80,28 @@ def test_cluster_yaml_passes_rays_schema_and_our_rules():
     assert "scripts/setup.sh" in setup
     # the dashboard / job server is reached through `ray dashboard cluster.yaml`, never opened to the internet
     assert "0.0.0.0" not in " ".join(config.get("head_start_ray_commands", []))
+
+
+def test_cluster_down_finds_its_services_after_the_system_clock_moved(tmp_path, monkeypatch):
+    """A PID file identifies its process by when it started; a step of the system clock (NTP, a VM's time sync)
+    moves psutil's create time on Linux (boot time + start ticks), and `onlyif cluster down` once left the MLflow
+    and S3 servers running after such a step. The clock is moved here as psutil sees it: its boot time, +1 s."""
+    import psutil
+
+    import onlyif.local_cluster as lc
+
+    spec = ClusterSpec(tmp_path / "cluster")
+    pid = lc._spawn(spec, "mlflow", [sys.executable, "-c", "import time; time.sleep(120)"], dict(os.environ))
+    try:
+        if sys.platform.startswith("linux"):
+            boot = psutil.boot_time()
+            monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: boot + 1.0)
+        assert cluster_processes(spec) == [pid]
+        assert lc.down(spec) == 1
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -174,8 +174,8 @@ class MixtureConfig(Config):
     mode: Literal["select", "stream"] = "select"
     """select: dedup, then a seeded random or k-center choice per source, shuffled output (every row is read
     before any is chosen). stream: each source's first count rows in read order, spread evenly through the
-    output (the order depends on the counts only), never materialized — for pure ratio mixtures of huge sources (no dedup, k-center,
-    upsampling or diversity report)."""
+    output (the order depends on the counts only), never materialized — for pure ratio mixtures of huge sources
+    (no dedup, k-center, upsampling or diversity report)."""
     budget: int = Field(ge=1)
     """Total rows of the mixture (with counts, the counts' sum may be lower)."""
     sources: list[SourceConfig] = Field(min_length=1)
