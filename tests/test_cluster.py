@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -48,6 +49,12 @@ def _cluster(tmp_path: Path, *args: str):
     finally:
         subprocess.run([BIN / "onlyif", "cluster", "down", *flags], capture_output=True, timeout=120)
         assert not cluster_processes(spec), "processes of the cluster survived `onlyif cluster down`"
+        # and by what PID files cannot hide: nothing listens on the cluster's ports any more
+        listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        ports = {port, dash, mlf, agent, *(int(a) for f, a in zip(args, args[1:], strict=False) if f == "--s3-port")}
+        assert not listening & ports, (
+            f"ports {sorted(listening & ports)} still listened on after `onlyif cluster down`"
+        )
 
 
 def _submit(env: dict, working_dir: Path | None, *entrypoint: str, timeout: float = 600) -> str:
@@ -86,7 +93,6 @@ def test_cluster_down_finds_its_services_after_the_system_clock_moved(tmp_path, 
     """A PID file identifies its process by when it started; a step of the system clock (NTP, a VM's time sync)
     moves psutil's create time on Linux (boot time + start ticks), and `onlyif cluster down` once left the MLflow
     and S3 servers running after such a step. The clock is moved here as psutil sees it: its boot time, +1 s."""
-    import psutil
 
     import onlyif.local_cluster as lc
 
@@ -107,7 +113,6 @@ def test_cluster_down_finds_its_services_after_the_system_clock_moved(tmp_path, 
 @pytest.mark.slow
 def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, tmp_path, monkeypatch):
     import boto3
-    import psutil
     from mlflow import MlflowClient
     from ray.tune import ExperimentAnalysis
 
@@ -246,7 +251,6 @@ def _node_lost_mid_training(spec: ClusterSpec, env: dict, tmp_path: Path) -> Non
     checkpointed the worker node is SIGKILLed (``ray start``, raylet and its workers), as a lost spot node. Ray
     Train restarts the worker group on the head from that checkpoint: every epoch and step is reported once, to
     ``metrics.jsonl`` and to MLflow, and the run ends at the step count of an undisturbed one."""
-    import psutil
     from mlflow import MlflowClient
 
     from onlyif.config import validate_config
