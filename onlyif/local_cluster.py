@@ -156,8 +156,8 @@ def _alive(pid: int) -> bool:
 def _started(pid: int) -> str:
     """When process ``pid`` started, as its PID file records it. On Linux: clock ticks since boot
     (``/proc/PID/stat``), which no step of the system clock moves; psutil's create time there is the boot time as
-    the clock now puts it plus those ticks, and a clock step (NTP, a VM's time sync) between `up` and `down` once
-    hid the running services from `down`. Elsewhere psutil's create time, fixed when the process starts."""
+    the clock now puts it plus those ticks, so a clock step (NTP, a VM's time sync) between `up` and `down` would
+    hide the running services from `down`. Elsewhere psutil's create time, fixed when the process starts."""
     import psutil
 
     if sys.platform.startswith("linux"):

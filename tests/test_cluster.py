@@ -91,9 +91,8 @@ def test_cluster_yaml_passes_rays_schema_and_our_rules():
 
 def test_cluster_down_finds_its_services_after_the_system_clock_moved(tmp_path, monkeypatch):
     """A PID file identifies its process by when it started; a step of the system clock (NTP, a VM's time sync)
-    moves psutil's create time on Linux (boot time + start ticks), and `onlyif cluster down` once left the MLflow
-    and S3 servers running after such a step. The clock is moved here as psutil sees it: its boot time, +1 s."""
-
+    moves psutil's create time on Linux (boot time + start ticks). `onlyif cluster down` once left the MLflow and S3
+    servers running, unrecognised, most likely after such a step. The clock moves here as psutil sees it: +1 s."""
     import onlyif.local_cluster as lc
 
     spec = ClusterSpec(tmp_path / "cluster")
