@@ -364,12 +364,18 @@ def _ensure_bucket(spec: ClusterSpec) -> None:
 
 def cluster_processes(spec: ClusterSpec) -> list[int]:
     """PIDs of the cluster's running processes: each PID file's process group, and anything naming our Ray
-    directory (Ray's workers and the autoscaler's nodes). Zombies (dead, not yet reaped) do not count."""
-    import psutil
-
+    directory (Ray's workers and the autoscaler's nodes)."""
     pid_dir = spec.state_dir / "pids"
     groups = {pid for f in (pid_dir.glob("*.pid") if pid_dir.is_dir() else []) if (pid := _recorded_pid(f))}
-    marker = str(spec.ray_dir.resolve())
+    return processes_in(groups, str(spec.ray_dir.resolve()))
+
+
+def processes_in(groups: set[int], marker: str) -> list[int]:
+    """PIDs of the running processes in one of the process ``groups`` or with ``marker`` (a Ray temp dir) in their
+    command line — a node's raylet, GCS and workers leave its group. Zombies (dead, not yet reaped) and this
+    process do not count."""
+    import psutil
+
     found = []
     for p in psutil.process_iter(["pid", "cmdline", "status"]):
         if p.info["status"] == psutil.STATUS_ZOMBIE:

@@ -20,9 +20,8 @@ import psutil
 import pytest
 import yaml
 
-from onlyif.local_cluster import ClusterSpec, alive_nodes, cluster_processes, status
+from onlyif.local_cluster import ClusterSpec, alive_nodes, cluster_processes, processes_in, status
 from tests._ports import free_port, free_ports
-from tests._procs import node_pids
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -229,7 +228,7 @@ def _node_pids(spec: ClusterSpec, name: str) -> list[int]:
     """The processes of one Ray node of the cluster: its ``ray start`` process group and whatever runs in its own
     temp dir (raylet, its workers)."""
     group = int((spec.state_dir / "pids" / f"{name}.pid").read_text().split()[0])
-    return node_pids(group, f"{spec.ray_dir}-{name}")
+    return processes_in({group}, f"{spec.ray_dir}-{name}")
 
 
 def _train_worker_nodes(spec: ClusterSpec) -> list[str]:

@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from onlyif.local_cluster import processes_in
 from tests._ports import free_port
-from tests._procs import node_pids
 
 BIN = Path(sys.executable).parent
 LOCAL_RAY = """
@@ -49,7 +49,7 @@ def test_a_ray_start_cluster_on_the_machine_is_not_joined_without_ray_address():
             os.killpg(head.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             head.wait(timeout=15)
-        for pid in node_pids(head.pid, str(tmp)):  # the head's GCS, raylet and workers
+        for pid in processes_in({head.pid}, str(tmp)):  # the head's GCS, raylet and workers
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
