@@ -131,8 +131,9 @@ def test_infinite_loop_times_out():
 
 def test_cpu_limit_is_a_timeout():
     result = run("while True:\n    pass\n", Limits(timeout_s=120.0, cpu_s=1.0))
-    assert result.kind == "timeout"
+    assert result.kind == "timeout" and result.attempts == 1
     assert "CPU limit" in result.stderr_tail
+    assert result.cpu_s >= 1.0  # the program's own CPU time is counted, not only the sandbox's processes
 
 
 def test_signal_games_still_stopped_by_the_wall_timeout():
@@ -148,6 +149,16 @@ def test_signal_games_still_stopped_by_the_wall_timeout():
         Limits(timeout_s=2.0, cpu_s=60.0),
     )
     assert result.kind == "timeout" and result.exit_code == -signal.SIGKILL
+    assert result.attempts == 2 and result.cpu_s < 1.0  # it waited rather than computed: run once more
+
+
+def test_only_a_wall_clock_timeout_with_little_cpu_is_run_again():
+    limits = Limits(timeout_s=10.0, cpu_s=10.0)
+    timed_out = ExecResult(False, "timeout", -signal.SIGKILL, "", "", wall_s=10.02, cpu_s=0.3)
+    assert sandbox.starved(timed_out, limits)
+    assert not sandbox.starved(dataclasses.replace(timed_out, cpu_s=6.0), limits)  # it computed: a real timeout
+    assert not sandbox.starved(dataclasses.replace(timed_out, wall_s=4.0), limits)  # the CPU limit, not the wall
+    assert not sandbox.starved(dataclasses.replace(timed_out, kind="runtime"), limits)
 
 
 def test_memory_bomb_is_a_memory_error():

@@ -33,6 +33,8 @@ def result_row(s: Scored) -> dict[str, Any]:
         error=s.base.kind,
         exit_code=s.base.exit_code,
         wall_s=round(s.base.wall_s, 4),
+        cpu_s=round(s.base.cpu_s, 4),
+        attempts=s.base.attempts,
         stderr="" if s.base.passed else s.base.stderr_tail[-STDERR_CHARS:],
     )
     if s.has_plus:

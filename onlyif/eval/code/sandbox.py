@@ -33,7 +33,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from onlyif.errors import ConfigError, OnlyIfError
@@ -90,6 +90,11 @@ class ExecResult:
     stderr_tail: str
     """The last ~2 KB of stderr (the traceback), with a ``[sandbox]`` line when the sandbox stepped in."""
     wall_s: float
+    cpu_s: float = 0.0
+    """CPU time of the program and all it started (the sandbox's own start-up included)."""
+    attempts: int = 1
+    """2 when the first run hit the wall-clock limit having used under half of it in CPU time (a starved or
+    stalled machine, most likely) and the program was run once more; this is the second run's outcome."""
 
 
 # The child's main: argv = prog, channel fd, cpu s, address space, file size, nproc ("+N": N more than this uid
@@ -247,11 +252,25 @@ def run_program(source: str, limits: Limits = Limits(), *, slot: int = 0) -> Exe
     setup = _setup()
     lane = _lane(slot, setup)
     with lane.lock:
-        run_dir = tempfile.mkdtemp(prefix=f"run-{os.getpid()}-{slot}-", dir=setup.tmp_root)
-        try:
-            return _run(source, limits, setup, lane, run_dir)
-        finally:
-            _remove_tree(run_dir)
+        result = _run_in_temp_dir(source, limits, setup, lane)
+        if starved(result, limits):
+            result = replace(_run_in_temp_dir(source, limits, setup, lane), attempts=2)
+        return result
+
+
+def starved(result: ExecResult, limits: Limits) -> bool:
+    """Stopped by the wall-clock limit having used under half of it in CPU time: the program waited (a sleep, or
+    a machine too busy or stalled to run it) rather than computed; :func:`run_program` runs such a program once
+    more, so that a moment of load does not fail a correct program."""
+    return result.kind == "timeout" and result.wall_s >= limits.timeout_s and result.cpu_s < limits.timeout_s / 2
+
+
+def _run_in_temp_dir(source: str, limits: Limits, setup: _Setup, lane: _Lane) -> ExecResult:
+    run_dir = tempfile.mkdtemp(prefix=f"run-{os.getpid()}-{lane.slot}-", dir=setup.tmp_root)
+    try:
+        return _run(source, limits, setup, lane, run_dir)
+    finally:
+        _remove_tree(run_dir)
 
 
 def isolation_report() -> dict[str, bool | str]:
@@ -357,6 +376,7 @@ def _run(source: str, limits: Limits, setup: _Setup, lane: _Lane, run_dir: str) 
         stdout_tail=watch.out.tail().decode("utf-8", "replace"),
         stderr_tail=stderr.decode("utf-8", "replace"),
         wall_s=wall,
+        cpu_s=cpu,
     )
 
 
@@ -686,7 +706,7 @@ def _probe_setup() -> _Setup:
         tmp_root=tmp_root,
     )
     if unshare is None:
-        return _replace(setup, namespaces_error="no unshare on PATH")
+        return replace(setup, namespaces_error="no unshare on PATH")
     lane = _lane(0, setup)
     check = f"import os, sys\nsys.exit(0 if os.getpid() == 1 and os.getuid() == {lane.uid or 0} else 3)"
     cmd, kwargs = _command(setup, lane, [interpreter, "-S", "-c", check], namespaces=True)
@@ -695,11 +715,11 @@ def _probe_setup() -> _Setup:
             cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd=tmp_root, env=_env(tmp_root), timeout=60, **kwargs
         )
     except (OSError, subprocess.TimeoutExpired) as e:
-        return _replace(setup, namespaces_error=str(e))
+        return replace(setup, namespaces_error=str(e))
     if done.returncode != 0:
         error = done.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit status {done.returncode}"
-        return _replace(setup, namespaces_error=error)
-    return _replace(setup, namespaces=True)
+        return replace(setup, namespaces_error=error)
+    return replace(setup, namespaces=True)
 
 
 def _remove_stale_runs(tmp_root: str) -> None:
@@ -713,12 +733,6 @@ def _remove_stale_runs(tmp_root: str) -> None:
                 _remove_tree(os.path.join(tmp_root, name))
             except PermissionError:
                 pass
-
-
-def _replace(setup: _Setup, **changes: Any) -> _Setup:
-    from dataclasses import replace
-
-    return replace(setup, **changes)
 
 
 def _private_dir(path: str, mode: int) -> str:
