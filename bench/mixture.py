@@ -12,7 +12,8 @@ selection of half the rows, shuffle, parquet. Ray start-up and a small warm-up b
 
 ``--rss``: the driver's peak RSS (``VmHWM``) of ``build_mixture`` (a fresh process per size, Ray started in it,
 sources made beforehand by the parent) at each row count; the growth between the first and last size per added row is the
-driver's memory per input row (goal ≤ 100 bytes); the object store's peak usage is sampled every 0.5 s.
+driver's memory per input row (goal ≤ 100 bytes); the object store's peak usage and the build folder's peak
+size on disk (everything but the sources: the temp folder, then the output) are sampled every 0.5 s.
 ``--stream``: the same sources as a ``mode: stream`` mixture (no dedup). ``--scaling``: the same fresh-process
 build on a local Ray of 1 CPU and of 2 CPUs, alternating, without the object-store sampler (its queries cost CPU).
 """
@@ -20,6 +21,7 @@ build on a local Ray of 1 CPU and of 2 CPUs, alternating, without the object-sto
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -222,6 +224,25 @@ def _plasma_peak(address: str, peak: list[float], stop: threading.Event) -> None
         peak[0] = max(peak[0], float(m.group(1)) if m else 0.0)
 
 
+def _disk_peak(root: Path, skip: set[str], peak: list[float], stop: threading.Event) -> None:
+    """Sample the size (MiB) of everything under ``root`` but the entries in ``skip`` (the sources) every 0.5 s
+    into ``peak[0]``: the build's temp folder, then its output."""
+    while not stop.wait(0.5):
+        total = 0
+        for top in root.iterdir():
+            if top.name in skip:
+                continue
+            for folder, _, names in os.walk(top):
+                for name in names:
+                    with contextlib.suppress(OSError):  # a file removed while we look
+                        total += os.stat(os.path.join(folder, name)).st_size
+        peak[0] = max(peak[0], total / 2**20)
+
+
+def _tree_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
 def driver_rss(
     root: Path,
     rows: int,
@@ -245,8 +266,11 @@ def driver_rss(
     sampler = threading.Thread(
         target=_plasma_peak, args=(ray.get_runtime_context().gcs_address, peak_store, stop), daemon=True
     )
+    peak_disk = [0.0]
+    disk = threading.Thread(target=_disk_peak, args=(root, {p.name for p in root.iterdir()}, peak_disk, stop))
     if sample_store:
         sampler.start()
+        disk.start()
     t = time.perf_counter()
     cfg = config(root, rows, blocks=blocks or max(2 * cpus, rows // 25_000), budget=budget, stream=stream)
     manifest = build_mixture(cfg, root / "out", overwrite=True, progress=False)
@@ -254,10 +278,12 @@ def driver_rss(
     stop.set()
     if sample_store:
         sampler.join()
+        disk.join()
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     peak = int(status["VmHWM"].split()[0]) / 1024
     now = {k: status[k].strip() for k in ("VmRSS", "RssAnon", "RssFile", "RssShmem") if k in status}
     now["object_store_peak_mb"] = peak_store[0]
+    now["disk_peak_mb"], now["output_mb"] = round(peak_disk[0], 1), round(_tree_mb(root / "out"), 1)
     now["object_store_gb"] = round(ray.cluster_resources().get("object_store_memory", 0) / 2**30, 1)
     print(
         json.dumps(
@@ -309,7 +335,8 @@ def bench_rss(
             print(
                 f"{rows:>9,} rows: driver peak RSS {r['peak_rss_mb']:.0f} MB, build {r['seconds']:.1f} s "
                 f"({rows / r['seconds']:,.0f} rows/s), selected {r['selected']:,}, object store peak "
-                f"{r['now']['object_store_peak_mb']:.0f} MB",
+                f"{r['now']['object_store_peak_mb']:.0f} MB, build folder peak {r['now']['disk_peak_mb']:.0f} MB "
+                f"(output {r['now']['output_mb']:.0f} MB)",
                 flush=True,
             )
         first, last = results[0], results[-1]

@@ -11,8 +11,8 @@ evenly through the output (:mod:`onlyif.mixing.interleave`).
 
 Same config ⇒ same bytes: the row order depends on the sources' row counts only, not on ``num_blocks``, block
 boundaries or timing. Rows are not shuffled: a trainer shuffles each epoch; shuffle a source beforehand if its
-order matters. The build's temp folder holds the kept rows twice at the end (the sources' copy is removed once the
-mixture is written).
+order matters. The sources' copy of the kept rows is deleted file by file as the mixture's files are written: the
+build's temp folder holds them about once, plus one block's file per source.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,12 +161,18 @@ def stream_sources(cfg, resolved: list, index, requested: list[int], tmp: Path) 
 
 
 class _SourceRows:
-    """One source's kept rows in read order, from its files (named by block, in read order), a batch at a time."""
+    """One source's kept rows in read order, from its files (named by block, in read order), a batch at a time;
+    each file is deleted once read to its end, so the temp folder never holds the mixture's rows twice over."""
 
     def __init__(self, folder: Path):
-        files = sorted(folder.glob("*.parquet"))
-        self.batches = (b for f in files for b in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS))
+        self.batches = self._read(sorted(folder.glob("*.parquet")))
         self.buffer = output_schema().empty_table()
+
+    @staticmethod
+    def _read(files: list[Path]) -> Iterator[pa.RecordBatch]:
+        for f in files:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS)
+            f.unlink()
 
     def take(self, count: int) -> pa.Table:
         parts = [self.buffer]

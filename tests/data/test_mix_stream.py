@@ -1,5 +1,5 @@
 """``mode: stream`` of ``onlyif mix`` on a real local Ray: the first ``count`` usable rows of each source in read
-order, interleaved by Ray Data, with the same counts and side reports as ``mode: select``."""
+order, interleaved evenly, with the same counts and side reports as ``mode: select``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from onlyif.cli import main
 from onlyif.config import validate_config
+from onlyif.data.mix_stream import _SourceRows
 from onlyif.data.mixture import build_mixture
 from onlyif.data.mixture_config import MixtureConfig
+from onlyif.mixing.records import output_schema
 from tests._mix_fixtures import base_config, write_sources
 
 STREAM = {"mode": "stream", "dedup": {"exact": False, "near": False}, "diversity": {"enabled": False}}
@@ -70,6 +73,23 @@ def test_stream_keeps_the_first_rows_in_read_order_and_is_deterministic(ray_clus
     for name in ("train.jsonl", "quarantine.jsonl"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_stream_sources_copy_is_deleted_file_by_file_as_it_is_read(tmp_path):
+    rows = [
+        {"id": str(i), "source": "a", "domain": "x", "messages": [], "prompt": f"p{i}", "response": "r"}
+        for i in range(9)
+    ]
+    for k in range(3):  # three blocks' files of three rows each, in read order
+        pq.write_table(
+            pa.Table.from_pylist(rows[3 * k : 3 * k + 3], schema=output_schema()), tmp_path / f"{k:09d}.parquet"
+        )
+    source = _SourceRows(tmp_path)
+    assert source.take(2).column("prompt").to_pylist() == ["p0", "p1"]
+    assert source.take(3).column("prompt").to_pylist() == ["p2", "p3", "p4"]  # the first file was read to its end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000001.parquet", "000000002.parquet"]
+    assert source.take(4).column("prompt").to_pylist() == ["p5", "p6", "p7", "p8"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000002.parquet"]  # the last one: removed with the folder
 
 
 def test_stream_counts_and_side_reports_match_select_on_every_format(ray_cluster, tmp_path):
