@@ -186,10 +186,12 @@ class _SourceRows:
         return table.slice(0, count)
 
 
-@ray.remote
+@ray.remote(max_retries=0)
 def _interleave(sources: str, kept: list[int], split_dir: str, rows_per_file: int) -> None:
     """Write ``SPLIT/part-XXXXX.parquet``, ``rows_per_file`` rows each (the last may hold fewer), the sources'
-    rows in the order of :func:`~onlyif.mixing.interleave.next_sources`; holds one file's rows at a time."""
+    rows in the order of :func:`~onlyif.mixing.interleave.next_sources`; holds one file's rows at a time. Not
+    retried when its worker dies: it deletes the sources' files as it reads them (the build fails, nothing is
+    written to ``--out``)."""
     readers = [_SourceRows(Path(sources) / f"{i:05d}") for i in range(len(kept))]
     out = Path(split_dir)
     out.mkdir()
