@@ -228,19 +228,17 @@ def _disk_peak(root: Path, skip: set[str], peak: list[float], stop: threading.Ev
     """Sample the size (MiB) of everything under ``root`` but the entries in ``skip`` (the sources) every 0.5 s
     into ``peak[0]``: the build's temp folder, then its output."""
     while not stop.wait(0.5):
-        total = 0
-        for top in root.iterdir():
-            if top.name in skip:
-                continue
-            for folder, _, names in os.walk(top):
-                for name in names:
-                    with contextlib.suppress(OSError):  # a file removed while we look
-                        total += os.stat(os.path.join(folder, name)).st_size
-        peak[0] = max(peak[0], total / 2**20)
+        peak[0] = max(peak[0], sum(_tree_mb(top) for top in root.iterdir() if top.name not in skip))
 
 
-def _tree_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+def _tree_mb(top: Path) -> float:
+    """Size (MiB) of the files under ``top``, while a build may add and remove them."""
+    total = 0
+    for folder, _, names in os.walk(top):
+        for name in names:
+            with contextlib.suppress(OSError):  # a file removed while we look
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total / 2**20
 
 
 def driver_rss(
