@@ -3,28 +3,36 @@ Ray Train with plain DDP (no DeepSpeed), on the same model, micro-batch, data an
 
     .venv/bin/python bench/train_throughput.py                  # emergence-sized GPT-2 (3 layers, d 128), ~4 min
     .venv/bin/python bench/train_throughput.py --rows 2048 --epochs 1   # quicker
+    .venv/bin/python bench/train_throughput.py --rows 4096 --repeats 3  # alternating rounds: medians and spread
 
 Throughput is counted on real (non-pad) tokens over the training loop only (warm last epoch; start-up, eval and
 checkpointing excluded): per wall second divided by the cores used (1 thread per worker), and per CPU-second the
-training processes consumed (the fair per-core figure on a shared, oversubscribed machine).
+training processes consumed (the fair per-core figure on a shared, oversubscribed machine). One more row runs the
+plain loop in as many processes at once as there are workers: what the cores give per core when all of them train
+(shared caches, memory bandwidth, clocks), the ceiling for the distributed rows on the same cores. With
+``--repeats N`` the setups run in N alternating rounds (this VM's speed drifts within minutes) and the table shows
+each setup's median, its range, and the median of the per-round ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import multiprocessing
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onlyif.tasks.config import TaskConfig  # noqa: E402
 from onlyif.train.config import TrainConfig  # noqa: E402
+from tests._machine import cpu_counters  # noqa: E402
 
 MODEL = {"n_layer": 3, "n_embd": 128, "n_head": 4, "n_positions": 64}
 
@@ -93,6 +101,28 @@ def plain_torch(data: Path, batch_size: int, epochs: int) -> tuple[float, float,
             tokens += step(model, opt, b)
         rate, cpu_rate = tokens / (time.perf_counter() - t0), tokens / (time.process_time() - c0)
     return rate, cpu_rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _plain_torch_child(data: Path, batch_size: int, epochs: int, start, results) -> None:
+    start.wait()  # all copies begin together
+    results.put(plain_torch(data, batch_size, epochs))
+
+
+def plain_torch_at_once(data: Path, batch_size: int, epochs: int, copies: int) -> tuple[float, float, float]:
+    """The plain loop in ``copies`` processes at once (one per worker of the other rows): their summed tokens/s, the
+    mean tokens per CPU-second, and no peak RSS (a forked child's ``ru_maxrss`` starts at its parent's)."""
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_plain_torch_child, args=(data, batch_size, epochs, start, results)) for _ in range(copies)
+    ]
+    for proc in procs:
+        proc.start()
+    start.set()
+    got = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return sum(g[0] for g in got), statistics.mean(g[1] for g in got), float("nan")
 
 
 def ddp_loop(config: dict) -> None:
@@ -179,26 +209,53 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of all setups")
+    parser.add_argument(
+        "--poll", type=float, default=None, help="Ray Train's worker poll interval, s (default: the trainer's, 0.2)"
+    )
     args = parser.parse_args()
+    if args.poll is not None:
+        os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(args.poll)
+    else:
+        from onlyif.train.api import HEALTH_CHECK_INTERVAL_S
+
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(HEALTH_CHECK_INTERVAL_S))
 
     from onlyif.ray_utils import init_ray
 
     init_ray(num_cpus=args.workers + 2, progress=False)
-    w = args.workers
+    w, b, e = args.workers, args.batch_size, args.epochs
+    setups = [
+        ("plain torch, 1 process, 1 thread", 1, lambda: plain_torch(data, b, e)),
+        (f"plain torch, {w} processes at once", w, lambda: plain_torch_at_once(data, b, e, w)),
+        (f"Ray Train + DeepSpeed ZeRO-2, {w}w", w, lambda: ours(data, b, e, w)),
+        (f"Ray Train DDP, {w} workers", w, lambda: ray_ddp(data, b, e, w)),
+    ]
+    runs: list[list[tuple[float, float, float]]] = [[] for _ in setups]
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp) / "data", args.rows)
-        rows = [("plain torch, 1 process, 1 thread", 1, *plain_torch(data, args.batch_size, args.epochs))]
-        print(rows[-1], flush=True)
-        rows.append((f"Ray Train + DeepSpeed ZeRO-2, {w}w", w, *ours(data, args.batch_size, args.epochs, w)))
-        print(rows[-1], flush=True)
-        rows.append((f"Ray Train DDP, {w} workers", w, *ray_ddp(data, args.batch_size, args.epochs, w)))
-    base, base_cpu = rows[0][2], rows[0][3]
-    print(f"model {MODEL}, micro-batch {args.batch_size}, {args.rows} rows, epochs {args.epochs}, workers {w}")
-    print(f"{'setup':<34}{'tokens/s':>10}{'per core':>10}{'ratio':>7}{'tok/CPU-s':>11}{'ratio':>7}{'peak RSS MB':>13}")
-    for name, cores, rate, cpu_rate, rss in rows:
+        for r in range(args.repeats):
+            for i, (name, _, run) in enumerate(setups):
+                before = cpu_counters()
+                runs[i].append(run())
+                after = cpu_counters()
+                stolen = f" ({after[1] - before[1]:.1f} CPU-s stolen by the hypervisor)" if before and after else ""
+                print(f"round {r + 1}/{args.repeats}: {name}: {runs[i][-1]}{stolen}", flush=True)
+    print(
+        f"model {MODEL}, micro-batch {b}, {args.rows} rows, epochs {e}, workers {w}, rounds {args.repeats}, "
+        f"Ray Train poll {os.environ['RAY_TRAIN_HEALTH_CHECK_INTERVAL_S']} s"
+    )
+    print(f"{'setup':<36}{'per core':>10}{'range':>14}{'ratio':>7}{'tok/CPU-s':>11}{'ratio':>7}{'peak RSS MB':>13}")
+    for (name, cores, _), got in zip(setups, runs, strict=True):
+        per_core = [g[0] / cores for g in got]
+        # the ratio of each round to the same round's single-process loop, then their median
+        ratio = statistics.median(g[0] / cores / base[0] for g, base in zip(got, runs[0], strict=True))
+        cpu_ratio = statistics.median(g[1] / base[1] for g, base in zip(got, runs[0], strict=True))
+        spread = f"{min(per_core):.0f}-{max(per_core):.0f}"
+        rss = max(g[2] for g in got)
         print(
-            f"{name:<34}{rate:>10.0f}{rate / cores:>10.0f}{rate / cores / base:>7.2f}"
-            f"{cpu_rate:>11.0f}{cpu_rate / base_cpu:>7.2f}{rss:>13.0f}"
+            f"{name:<36}{statistics.median(per_core):>10.0f}{spread:>14}{ratio:>7.2f}"
+            f"{statistics.median(g[1] for g in got):>11.0f}{cpu_ratio:>7.2f}{'—' if math.isnan(rss) else f'{rss:.0f}':>13}"
         )
 
 

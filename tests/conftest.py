@@ -9,6 +9,8 @@ import warnings
 
 import pytest
 
+from tests._machine import cpu_counters, describe
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -38,6 +40,23 @@ RUN_FIRST = (
 def _cost_rank(item: pytest.Item) -> int:
     path = item.path.as_posix()
     return next((i for i, name in enumerate(RUN_FIRST) if path.endswith(f"/tests/{name}")), len(RUN_FIRST))
+
+
+_MACHINE_AT_START = pytest.StashKey[tuple]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_MACHINE_AT_START] = (cpu_counters(), time.monotonic())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """After the run (not in xdist's workers): what the machine gave it, busy and stolen CPU-seconds — on a shared
+    VM these, more than the tests, decide the wall time."""
+    if hasattr(config, "workerinput") or _MACHINE_AT_START not in config.stash:
+        return
+    start, t0 = config.stash[_MACHINE_AT_START]
+    if line := describe(start, time.monotonic() - t0):
+        terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
