@@ -227,7 +227,7 @@ def main() -> None:
     w, b, e = args.workers, args.batch_size, args.epochs
     setups = [
         ("plain torch, 1 process, 1 thread", 1, lambda: plain_torch(data, b, e)),
-        (f"plain torch, {w} processes at once", w, lambda: plain_torch_at_once(data, b, e, w)),
+        *([(f"plain torch, {w} processes at once", w, lambda: plain_torch_at_once(data, b, e, w))] if w > 1 else []),
         (f"Ray Train + DeepSpeed ZeRO-2, {w}w", w, lambda: ours(data, b, e, w)),
         (f"Ray Train DDP, {w} workers", w, lambda: ray_ddp(data, b, e, w)),
     ]

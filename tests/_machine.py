@@ -12,10 +12,9 @@ def cpu_counters() -> tuple[float, float] | None:
     """(busy, stolen) CPU-seconds since boot, all CPUs together; None where there is no ``/proc/stat``."""
     try:
         with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:9]]
-    except (OSError, ValueError):
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    except (OSError, ValueError):  # no such file, or a kernel without the steal column
         return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     tick = os.sysconf("SC_CLK_TCK")
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
