@@ -56,6 +56,9 @@ runner (a job runner and its huey consumers, eight processes, ~13 CPU-s at start
 never uses."""
 WORKER_RESOURCE = "worker_node"
 """Custom resource every worker node advertises (one per node), so that work can be pinned off the head."""
+START_TIMEOUT_S = 180.0
+"""How long ``up`` waits for each service to answer. A service whose process exits fails at once; a slow one is
+waited for: on a loaded 2-core VM the head's job server once did not answer within 90 s (1 Dec 2026)."""
 
 
 @dataclass(frozen=True)
@@ -199,8 +202,8 @@ def _spawn(spec: ClusterSpec, name: str, cmd: list[str], env: dict[str, str]) ->
     return proc.pid
 
 
-def _wait(what: str, ready, spec: ClusterSpec, name: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def _wait(what: str, ready, spec: ClusterSpec, name: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if ready():
             return
@@ -209,7 +212,9 @@ def _wait(what: str, ready, spec: ClusterSpec, name: str, timeout: float) -> Non
         time.sleep(0.5)
     log = spec.state_dir / "logs" / f"{name}.log"
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
-    raise OnlyIfError(f"{what} did not come up within {timeout:.0f} s (log {log}: {tail[0] if tail else 'empty'})")
+    raise OnlyIfError(
+        f"{what} did not come up within {START_TIMEOUT_S:.0f} s (log {log}: {tail[0] if tail else 'empty'})"
+    )
 
 
 def _get(url: str, token: str | None = None, timeout: float = 2) -> bytes | None:
@@ -321,8 +326,8 @@ def up(spec: ClusterSpec) -> dict[str, str]:
     token = spec.token
     # the job server, and the head's agent that runs the jobs it accepts (a job submitted before the agent is up
     # is refused: "No available agent to submit job")
-    _wait("the Ray head", lambda: _http_ok(f"{spec.job_address}/api/version", token), spec, "head", 90)
-    _wait("the head's job agent", lambda: _http_ok(f"http://{HOST}:{spec.agent_port}/api/healthz"), spec, "head", 90)
+    _wait("the Ray head", lambda: _http_ok(f"{spec.job_address}/api/version", token), spec, "head")
+    _wait("the head's job agent", lambda: _http_ok(f"http://{HOST}:{spec.agent_port}/api/healthz"), spec, "head")
 
     for i in range(1, spec.workers + 1):
         name = f"worker-{i}"
@@ -335,12 +340,12 @@ def up(spec: ClusterSpec) -> dict[str, str]:
             cmd += [f"--temp-dir={spec.ray_dir}-{name}"]
             _spawn(spec, name, cmd, env)
     if spec.workers:
-        _wait(f"{spec.workers} Ray worker node(s)", lambda: alive_nodes(spec) >= 1 + spec.workers, spec, "head", 90)
+        _wait(f"{spec.workers} Ray worker node(s)", lambda: alive_nodes(spec) >= 1 + spec.workers, spec, "head")
 
     if spec.s3_port:
-        _wait("the S3 server", lambda: _http_ok(f"{spec.s3_endpoint}/moto-api/"), spec, "s3", 60)
+        _wait("the S3 server", lambda: _http_ok(f"{spec.s3_endpoint}/moto-api/"), spec, "s3")
         _ensure_bucket(spec)
-    _wait("the MLflow server", lambda: _http_ok(f"{spec.mlflow_uri}/health"), spec, "mlflow", 90)
+    _wait("the MLflow server", lambda: _http_ok(f"{spec.mlflow_uri}/health"), spec, "mlflow")
 
     client = client_env(spec)
     lines = [f"export {k}={shlex.quote(v)}" for k, v in client.items()]

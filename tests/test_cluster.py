@@ -37,7 +37,7 @@ def _cluster(tmp_path: Path, *args: str):
     flags += ["--agent-port", str(agent)]
     try:
         up = subprocess.run(
-            [BIN / "onlyif", "cluster", "up", *flags, *args], capture_output=True, text=True, timeout=240
+            [BIN / "onlyif", "cluster", "up", *flags, *args], capture_output=True, text=True, timeout=600
         )
         assert up.returncode == 0, up.stdout + up.stderr
         env = dict(os.environ)
