@@ -57,8 +57,9 @@ never uses."""
 WORKER_RESOURCE = "worker_node"
 """Custom resource every worker node advertises (one per node), so that work can be pinned off the head."""
 START_TIMEOUT_S = 180.0
-"""How long ``up`` waits for each service to answer. A service whose process exits fails at once; a slow one is
-waited for: on a loaded 2-core VM the head's job server once did not answer within 90 s (1 Dec 2026)."""
+"""How long ``up`` waits for each service to answer (and the Ray head for its dashboard, Ray's default 60 s). A
+service whose process exits fails at once; a slow one is waited for: on a loaded 2-core VM the head's dashboard,
+our job server, did not start within 60 s, nor answer within 90 (1 Dec 2026)."""
 
 
 @dataclass(frozen=True)
@@ -307,10 +308,12 @@ def up(spec: ClusterSpec) -> dict[str, str]:
         cmd += [f"--dashboard-host={HOST}", f"--dashboard-port={spec.dashboard_port}", "--include-dashboard=true"]
         cmd += [f"--dashboard-agent-listen-port={spec.agent_port}"]
         cmd += [f"--temp-dir={spec.ray_dir.resolve()}", "--disable-usage-stats"]
-        head_env = env
+        # Ray gives its dashboard (our job server) 60 s to start, then fails `ray start`: on a loaded machine that
+        # was too little (1 Dec 2026); as long as `up` waits, unless the environment says otherwise
+        head_env = {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": str(int(START_TIMEOUT_S))} | env
         if spec.autoscale:
             cmd.append(f"--autoscaling-config={_autoscaling_config(spec)}")
-            head_env = env | {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+            head_env |= {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         _spawn(spec, "head", cmd, head_env)
     if start["s3"]:
         _spawn(spec, "s3", [_bin("moto_server"), "-H", HOST, "-p", str(spec.s3_port)], env)
