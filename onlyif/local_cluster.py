@@ -256,7 +256,16 @@ def _autoscaling_config(spec: ClusterSpec) -> Path:
         "max_workers": spec.autoscale,
         "idle_timeout_minutes": spec.idle_timeout_s / 60,
         "upscaling_speed": 1.0,
-        "provider": {"type": "fake_multinode", "gcs_address": f"{get_node_ip_address()}:{spec.port}"},
+        # as Ray's fake multi-node example: the provider starts each node's Ray itself, so no node updaters (theirs
+        # failed at once on this provider and took the node down as "launch failed" ~1 s after its start: a job
+        # lost its task there when the machine was slow); its nodes share one IP, so they are told apart by node ID
+        "provider": {
+            "type": "fake_multinode",
+            "gcs_address": f"{get_node_ip_address()}:{spec.port}",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
         "available_node_types": {
             "ray.head.default": {"resources": {"CPU": spec.head_cpus}, "node_config": {}, "max_workers": 0},
             "cpu_worker": {

@@ -331,7 +331,7 @@ print("ON", node, "HEAD", ray.get_runtime_context().get_node_id(), "ALIVE", aliv
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # beside another pytest worker, Ray's fake autoscaler judged its node's launch failed (starved)
+@pytest.mark.serial  # alone: it waits on the autoscaler's clock (1-s updates, a 5-s idle timeout), which load stretches
 def test_autoscaler_brings_a_worker_node_up_and_takes_it_down_when_idle(tmp_path):
     with _cluster(tmp_path, "--head-cpus", "1", "--autoscale", "1", "--idle-timeout", "5") as (spec, env):
         assert alive_nodes(spec) == 1  # the head only
@@ -356,3 +356,12 @@ def test_autoscaler_brings_a_worker_node_up_and_takes_it_down_when_idle(tmp_path
         while alive_nodes(spec) != 1 and time.monotonic() < deadline:
             time.sleep(2)
         assert alive_nodes(spec) == 1, "the idle worker node was not taken down"
+        # taken down for being idle, and for nothing else (Ray's node updaters once failed each new node at once)
+        events = [line for line in _monitor_log(spec).splitlines() if ":event_summary:" in line]
+        assert any("Removing 1 nodes of type cpu_worker (idle)" in e for e in events), events
+        assert not any("launch failed" in e or "lost contact" in e for e in events), events
+
+
+def _monitor_log(spec: ClusterSpec) -> str:
+    """The autoscaler's log of the head's current Ray session."""
+    return (spec.ray_dir / "session_latest" / "logs" / "monitor.log").read_text()
