@@ -74,7 +74,8 @@ def train_shards(
     cfg: TrainConfig, data_dir: Path, codec: Codec, kind: str, uri: str | None = None
 ) -> tuple[list[Any], int]:
     """Tokenized train split in file order, split into equal per-worker shards (deterministic): tokenized with Ray
-    Data ``map_batches`` over the parquet files, or in this process when they are small (the same rows either way).
+    Data ``map_batches`` over the parquet files, or in this process when they are small (the same rows either way;
+    then each shard's one block is put in the object store from here: on this process's node, no task elsewhere).
     ``uri``: where ``data_dir`` was downloaded from; Ray Data's read tasks, which may run on any node, read there."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -88,20 +89,27 @@ def train_shards(
         table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
         tokens = tokenize({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols})
         raise_first_in(tokens[ERROR_COLUMN], bad_row)
-        ds = ray.data.from_arrow(tokens.drop_columns([ERROR_COLUMN]))
-    else:
-        paths = [f"{uri.rstrip('/')}/train/{f.name}" if uri else str(f) for f in files]
-        ds = ray.data.read_parquet(paths, columns=cols, override_num_blocks=max(len(files), 2))
-        ds.context.execution_options.preserve_order = True
-        ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096).materialize()
-        for errors in ds.select_columns([ERROR_COLUMN]).iter_batches(batch_format="pyarrow", batch_size=None):
-            raise_first_in(errors[ERROR_COLUMN], bad_row)
-        ds = ds.drop_columns([ERROR_COLUMN]).materialize()
-    rows = ds.count()
-    per_worker = rows // cfg.scaling.num_workers
-    if per_worker == 0:
-        raise OnlyIfError(f"{data_dir / 'train'}: {rows} usable rows for {cfg.scaling.num_workers} workers")
+        tokens = tokens.drop_columns([ERROR_COLUMN])
+        per_worker = _per_worker(len(tokens), cfg, data_dir)
+        # the rows `Dataset.split(equal=True)` gives each worker, cut here: no split task runs on another node, whose
+        # loss mid-run would lose a block that the restarted workers then wait on (a job hung so, 1 Dec 2026)
+        shards = [tokens.slice(i * per_worker, per_worker) for i in range(cfg.scaling.num_workers)]
+        return [ray.data.from_arrow(shard) for shard in shards], per_worker
+    paths = [f"{uri.rstrip('/')}/train/{f.name}" if uri else str(f) for f in files]
+    ds = ray.data.read_parquet(paths, columns=cols, override_num_blocks=max(len(files), 2))
+    ds.context.execution_options.preserve_order = True
+    ds = ds.map_batches(tokenize, batch_format="numpy", batch_size=4096).materialize()
+    for errors in ds.select_columns([ERROR_COLUMN]).iter_batches(batch_format="pyarrow", batch_size=None):
+        raise_first_in(errors[ERROR_COLUMN], bad_row)
+    ds = ds.drop_columns([ERROR_COLUMN]).materialize()
+    per_worker = _per_worker(ds.count(), cfg, data_dir)
     return ds.split(cfg.scaling.num_workers, equal=True), per_worker
+
+
+def _per_worker(rows: int, cfg: TrainConfig, data_dir: Path) -> int:
+    if rows < cfg.scaling.num_workers:
+        raise OnlyIfError(f"{data_dir / 'train'}: {rows} usable rows for {cfg.scaling.num_workers} workers")
+    return rows // cfg.scaling.num_workers
 
 
 def eval_split_dirs(splits: list[str], data_dir: Path | None, eval_data: list[Path]) -> dict[str, Path]:

@@ -276,6 +276,12 @@ def test_small_and_large_train_splits_tokenize_to_the_same_shards(data, monkeypa
     monkeypatch.setattr(inputs, "IN_PROCESS_BYTES", 0)  # every split counts as large: Ray Data map_batches
     assert shard_rows(tiny_cfg()) == in_process
     assert in_process[0] == 128 and len(in_process[1]) == 2  # 256 rows over 2 workers, in file order
+    monkeypatch.setattr(inputs, "IN_PROCESS_BYTES", 1 << 40)  # 3 workers: 85 rows each, the last row left out
+    three = shard_rows(tiny_cfg(scaling__num_workers=3))
+    assert three[0] == 85 and [len(s) for s in three[1]] == [85] * 3
+    monkeypatch.setattr(inputs, "IN_PROCESS_BYTES", 0)
+    assert shard_rows(tiny_cfg(scaling__num_workers=3)) == three  # as Ray Data's `split(3, equal=True)` cuts them
+    assert sum(three[1], []) == sum(in_process[1], [])[:255]
     # a row too long for the model, met in a Ray Data task: handed back as data, raised here as the same one line
     with pytest.raises(OnlyIfError, match=r"/train: prompt '.*': prompt\+response is \d+ tokens, longer than") as exc:
         inputs.train_shards(tiny_cfg(model__n_positions=16), data, CharCodec(), "synthetic")
