@@ -20,7 +20,14 @@ import psutil
 import pytest
 import yaml
 
-from onlyif.local_cluster import ClusterSpec, alive_nodes, cluster_processes, processes_in, status
+from onlyif.local_cluster import (
+    START_TIMEOUT_S,
+    ClusterSpec,
+    alive_nodes,
+    cluster_processes,
+    processes_in,
+    status,
+)
 from tests._ports import free_port, free_ports
 
 BIN = Path(sys.executable).parent
@@ -337,6 +344,9 @@ def test_autoscaler_brings_a_worker_node_up_and_takes_it_down_when_idle(tmp_path
         assert alive_nodes(spec) == 1  # the head only
         pids = status(spec)
         assert set(pids) == {"head", "mlflow"} and all(pids.values())
+        # `ray start` gives the head's dashboard (the job server) as long to start as `up` waits for it (Ray: 60 s)
+        head_env = psutil.Process(pids["head"]).environ()
+        assert head_env["RAY_DASHBOARD_STARTUP_TIMEOUT_S"] == f"{START_TIMEOUT_S:.0f}" and head_env["RAY_FAKE_CLUSTER"]
         again = subprocess.run(  # idempotent: a second `up` leaves the running services alone
             [BIN / "onlyif", "cluster", "up", "--dir", str(spec.state_dir), "--port", str(spec.port)]
             + ["--dashboard-port", str(spec.dashboard_port), "--mlflow-port", str(spec.mlflow_port)]
