@@ -92,7 +92,7 @@ def train_shards(
         tokens = tokens.drop_columns([ERROR_COLUMN])
         per_worker = _per_worker(len(tokens), cfg, data_dir)
         # the rows `Dataset.split(equal=True)` gives each worker, cut here: no split task runs on another node, whose
-        # loss mid-run would lose a block that the restarted workers then wait on (a job hung so, 1 Dec 2026)
+        # loss mid-run loses a block that Ray must rebuild (a job hung so, most likely, 1 Dec 2026)
         shards = [tokens.slice(i * per_worker, per_worker) for i in range(cfg.scaling.num_workers)]
         return [ray.data.from_arrow(shard) for shard in shards], per_worker
     paths = [f"{uri.rstrip('/')}/train/{f.name}" if uri else str(f) for f in files]
