@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -150,6 +151,31 @@ def test_signal_games_still_stopped_by_the_wall_timeout():
     )
     assert result.kind == "timeout" and result.exit_code == -signal.SIGKILL
     assert result.attempts == 2 and result.cpu_s < 1.0  # it waited rather than computed: run once more
+
+
+def test_a_namespace_init_killed_for_lingering_leaves_no_note_of_unshare():
+    """When the namespace's init outlives its killed program by a second (a CI run under load), ``_kill`` kills it
+    too; util-linux's unshare then exits 1 with a line of its own on stderr. Here an init with no child (``sleep``)
+    lingers for sure: the kill says so (the run then reports the program's SIGKILL) and that line is dropped."""
+    setup = sandbox._setup()
+    if not setup.namespaces:
+        pytest.skip(f"no namespaces here: {setup.namespaces_error}")
+    user = [] if setup.root else ["--user", "--map-root-user"]
+    proc = subprocess.Popen(
+        [setup.unshare, *user, *sandbox._NAMESPACES, "sleep", "60"], stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        for _ in range(1000):  # the init forked (at most 10 s)
+            if sandbox._children(proc.pid):
+                break
+            time.sleep(0.01)
+        assert sandbox._kill(proc, namespaces=True)
+        stderr = proc.communicate(timeout=30)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and b"unshare: " in stderr, (proc.returncode, stderr)  # what the fix is for
+    assert sandbox._without_unshare_note(stderr) == b""
+    assert sandbox._without_unshare_note(b"out\n" + stderr + b"more\n") == b"out\nmore\n"
 
 
 def test_only_a_wall_clock_timeout_with_little_cpu_is_run_again():

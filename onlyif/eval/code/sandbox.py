@@ -21,6 +21,7 @@ import fcntl
 import math
 import os
 import pwd
+import re
 import secrets
 import selectors
 import shutil
@@ -347,11 +348,12 @@ def _run(source: str, limits: Limits, setup: _Setup, lane: _Lane, run_dir: str) 
             raise OnlyIfError(f"sandbox: cannot start {cmd[0]}: {e}") from e
         child_sock.close()
         watch = _Watch(proc, limits, start)
+        init_killed = False
         try:
             watch.loop()
         finally:  # also when the evaluator is interrupted: nothing is left running
             if not watch.exited:
-                _kill(proc, setup.namespaces)
+                init_killed = _kill(proc, setup.namespaces)
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             wall = time.monotonic() - start
@@ -361,11 +363,13 @@ def _run(source: str, limits: Limits, setup: _Setup, lane: _Lane, run_dir: str) 
         messages = _receive(parent_sock)
     try:  # the namespace's init reports the program's own exit status
         exit_code = int(messages["EXIT"])
-    except (KeyError, ValueError):
-        exit_code = proc.returncode
+    except (KeyError, ValueError):  # an init killed here reports nothing; its program died by the SIGKILL before
+        exit_code = -signal.SIGKILL if init_killed else proc.returncode
     cpu = usage.ru_utime + usage.ru_stime
     passed, kind, note = _classify(messages, nonce, exit_code, watch, cpu, limits)
     stderr = watch.err.tail()[-_STDERR_TAIL:]
+    if init_killed:
+        stderr = _without_unshare_note(stderr)
     if note:
         stderr = stderr[-(_STDERR_TAIL - len(note) - 1) :]
         stderr += (b"\n" if stderr and not stderr.endswith(b"\n") else b"") + note.encode() + b"\n"
@@ -518,24 +522,35 @@ def _has_exited(pid: int) -> bool:
     return info is not None
 
 
-def _kill(proc: subprocess.Popen, namespaces: bool) -> None:
+def _kill(proc: subprocess.Popen, namespaces: bool) -> bool:
     """Kill a program that is still running. In a pid namespace: the children of its init (the init then reports
     and exits, which kills everything left in the namespace), the init itself if it lingers, and last the top
-    process. Called before the top process is reaped, so no pid here can have been reused."""
+    process. Called before the top process is reaped, so no pid here can have been reused. Returns whether the
+    init had to be killed (it lingered over a second: seen under load)."""
     if namespaces:
         for init in _children(proc.pid):
             for child in _children(init):
                 _signal(child)
         if _wait_exit(proc.pid, 1.0):
-            return
+            return False
         for init in _children(proc.pid):
             _signal(init)
         if _wait_exit(proc.pid, 1.0):
-            return
+            return True
     else:
         for child in _children(proc.pid):
             _signal(child)
     _signal(proc.pid)
+    return namespaces
+
+
+_UNSHARE_NOTE = re.compile(rb"^unshare: sigprocmask unblock failed: [^\n]*(\n|$)", re.MULTILINE)
+
+
+def _without_unshare_note(stderr: bytes) -> bytes:
+    """util-linux's ``unshare`` (2.38) exits 1 with this line of its own when its child, the namespace's init, dies
+    by SIGKILL: not the program's output."""
+    return _UNSHARE_NOTE.sub(b"", stderr)
 
 
 def _wait_exit(pid: int, timeout_s: float) -> bool:
