@@ -11,12 +11,11 @@ reproduce: setup
 	$(VENV)/bin/onlyif reproduce
 
 # Two pytest workers, a test file each at a time (module fixtures are built once), the costliest files first
-# (tests/conftest.py): the serial suite leaves about a quarter of 2 cores idle while processes start and wait.
-# Tests marked `serial` run afterwards, alone (see the marker in pyproject.toml). The 15 slowest tests are listed.
+# (tests/conftest.py): one worker leaves about a quarter of 2 cores idle while processes start and wait.
+# The 15 slowest tests are listed.
 TEST_WORKERS ?= 2
 test: setup lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 -m "not serial" tests
-	$(PY) -m pytest -q -m serial tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # The specialist sweep for real on CPU (SmolLM2-135M, offline stdlib code data, HumanEval pass@1; ~21 min).
 SPECIALIST_OUT ?= runs/specialist-cpu-$(shell date +%Y%m%d-%H%M%S)
