@@ -114,6 +114,51 @@ def test_deepspeed_config(stage):
     assert off["optimizer"]["params"]["torch_adam"] is False  # ZeRO-Offload runs DeepSpeed's CPU Adam
 
 
+# A worker's DeepSpeed start, in a fresh interpreter: ZeRO-2 over gloo, world size 1.
+_DEEPSPEED_START = """
+import os, sys
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="{port}", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+import torch
+from onlyif.train.config import TrainConfig
+from onlyif.train.ds_config import build_ds_config
+from onlyif.train.loop import _init_deepspeed, param_groups
+cfg = TrainConfig.model_validate({{"deepspeed": {{"zero_stage": 2}}}})
+deepspeed = _init_deepspeed(cfg)
+print("mlflow imported:", "mlflow" in sys.modules)
+model = torch.nn.Linear(4, 4)
+engine, *_ = deepspeed.initialize(model=model, model_parameters=param_groups(model, 0.0), config=build_ds_config(cfg, 10))
+engine.backward(engine(torch.ones(2, 4)).sum())
+engine.step()
+print("optimizer:", type(engine.optimizer).__name__)
+print("torch compiler imported:", "torch._inductor.compile_fx" in sys.modules)
+print("dynamo left off:", "TORCHDYNAMO_DISABLE" in os.environ)
+import mlflow
+print("mlflow later:", mlflow.__name__)
+"""
+
+
+def test_deepspeed_starts_without_the_imports_a_worker_never_uses():
+    """No MLflow import (DeepSpeed's autotuner asks for it) and no torch compiler (DeepSpeed's Muon optimizer, which
+    ``initialize`` and ZeRO's gradient reduction import, compiles its kernels at import); ZeRO-2 still takes our AdamW
+    and steps, and MLflow imports afterwards."""
+    import subprocess
+    import sys
+
+    from tests._ports import free_port
+
+    code = _DEEPSPEED_START.format(port=free_port())
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line for line in out.stdout.splitlines() if ": " in line]
+    assert lines == [
+        "mlflow imported: False",
+        "optimizer: DeepSpeedZeroOptimizer",
+        "torch compiler imported: False",
+        "dynamo left off: False",
+        "mlflow later: mlflow",
+    ], out.stdout
+
+
 def test_lr_schedules():
     lin = tiny_cfg(optim__warmup=2.0, optim__schedule="linear")
     assert [round(lr_factor(s, lin, 6), 3) for s in range(7)] == [0.5, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
