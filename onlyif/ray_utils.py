@@ -88,15 +88,23 @@ def _dashboard_env(dashboard: bool) -> Iterator[int | None]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    before = os.environ.get(API_SERVER_ENV)
-    os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
-    try:
+    with environ_set(API_SERVER_ENV, f"http://127.0.0.1:{port}"):
         yield port
+
+
+@contextlib.contextmanager
+def environ_set(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment (and so in the processes it starts) until the block ends, then
+    as it was; only that variable is restored."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
     finally:
         if before is None:
-            os.environ.pop(API_SERVER_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[API_SERVER_ENV] = before
+            os.environ[name] = before
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:

@@ -19,6 +19,7 @@ codec, step counters), hence one module of small functions rather than several.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from onlyif.lm.batches import bucket, collate
+from onlyif.ray_utils import environ_set
 from onlyif.train.config import TrainConfig
 from onlyif.train.ds_config import build_ds_config, lr_factor
 
@@ -83,17 +85,9 @@ def _import_deepspeed() -> Any:
     finally:
         if hide:
             del sys.modules["mlflow"]
-    dynamo_off = os.environ.get("TORCHDYNAMO_DISABLE")
-    os.environ["TORCHDYNAMO_DISABLE"] = "1"  # read by each torch.compile call
-    try:
+    # TORCHDYNAMO_DISABLE is read by each torch.compile call; ImportError: a DeepSpeed without Muon
+    with environ_set("TORCHDYNAMO_DISABLE", "1"), contextlib.suppress(ImportError):
         importlib.import_module("deepspeed.runtime.zero.muon.muon_optimizer")
-    except ImportError:  # a DeepSpeed without Muon
-        pass
-    finally:
-        if dynamo_off is None:
-            del os.environ["TORCHDYNAMO_DISABLE"]
-        else:
-            os.environ["TORCHDYNAMO_DISABLE"] = dynamo_off
     return deepspeed
 
 
