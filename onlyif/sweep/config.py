@@ -85,6 +85,10 @@ class TuneConfig(Config):
     """Run the next trial in the process of a finished one (Tune's ``reuse_actors``): saves each trial's process
     start and imports (torch, transformers, Ray Train) — bench/sweep_overhead.py: 85 s vs 102 s for 4 trials.
     Off with a ``scheduler`` (:attr:`reuses_actors`)."""
+    tensorboard: bool = False
+    """Also write Tune's TensorBoard event files for each trial (a Tune default). Off: MLflow and Tune's own
+    ``result.json`` / ``progress.csv`` hold every metric, and the sweep's driver never imports tensorboardX, which
+    imports torch (≈ 1–1.7 CPU-s and ≈ 200 MiB per driver)."""
     storage_path: str | None = None
     """Where Tune keeps the experiment state and the trials' results (its restore point): default
     ``EXP_DIR/tune``; an ``s3://bucket/prefix`` URI (credentials and ``AWS_ENDPOINT_URL_S3`` from the environment)

@@ -183,6 +183,7 @@ def _start_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> d
             client.set_terminated(parent, status="FAILED")
         raise
     state = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "name": cfg.name}
+    state["tune_loggers"] = "explicit"  # Tune's result loggers are among the run's callbacks (_tune_loggers)
     write_json_atomic(exp_dir / STATE_FILE, state)
     return state
 
@@ -225,6 +226,14 @@ def run_sweep(
         ) from None
 
 
+def _tune_loggers(cfg: SweepConfig) -> list[Any]:
+    """Tune's result loggers for the sweep: JSON (``result.json``, what ``ExperimentAnalysis``, the report and
+    ``--resume`` read) and CSV, and TensorBoard's only when ``tune.tensorboard`` asks for it."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    return [CSVLoggerCallback(), JsonLoggerCallback(), *([TBXLoggerCallback()] if cfg.tune.tensorboard else [])]
+
+
 def _mlflow_error(exc: BaseException | None) -> BaseException | None:
     """The MLflow error in ``exc``'s chain of causes and contexts, if any."""
     from mlflow.exceptions import MlflowException
@@ -244,7 +253,7 @@ def _run_sweep(
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
     from ray import tune
 
-    from onlyif.ray_utils import init_ray
+    from onlyif.ray_utils import environ_set, init_ray
     from onlyif.sweep.mlflow_log import MlflowTrialLogger
     from onlyif.sweep.progress import SweepProgress
     from onlyif.sweep.trainable import run_trial
@@ -307,10 +316,15 @@ def _run_sweep(
                 callbacks=[
                     MlflowTrialLogger(state["tracking_uri"], state["experiment_id"], state["parent_run_id"]),
                     SweepProgress(len(valid), cfg.report.metric),
+                    *_tune_loggers(cfg),
                 ],
             ),
         )
-    tuner.fit()
+    # Tune adds its CSV, JSON and TensorBoard loggers itself unless told not to; ours are among the callbacks (a
+    # restored experiment's too). One started by an onlyif before them has none and keeps Tune's.
+    own_loggers = state.get("tune_loggers") == "explicit"
+    with environ_set("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1") if own_loggers else contextlib.nullcontext():
+        tuner.fit()
     # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
     trials = tune.ExperimentAnalysis(cfg.tune_experiment(exp)).trials
     done = [t for t in trials if t.status == "TERMINATED"]

@@ -105,6 +105,16 @@ def test_trial_processes_are_reused_only_without_a_scheduler():
     assert not validate_config(SweepConfig, data).tune.reuses_actors
 
 
+def test_tune_writes_tensorboard_files_only_when_asked():
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    from onlyif.sweep.run import _tune_loggers
+
+    assert [type(c) for c in _tune_loggers(_cfg())] == [CSVLoggerCallback, JsonLoggerCallback]
+    data = json.loads(json.dumps(TINY)) | {"tune": {"tensorboard": True}}
+    assert TBXLoggerCallback in [type(c) for c in _tune_loggers(validate_config(SweepConfig, data))]
+
+
 def test_shipped_sweep_configs_expand():
     from onlyif.sweep.reproduce_cmd import PRESET
 
@@ -151,6 +161,10 @@ def test_tiny_grid_end_to_end(ray_cluster, tmp_path):
 
     analysis = ExperimentAnalysis(str(exp / "tune" / "tiny"))
     assert len(analysis.trials) == 3 and all(t.status == "TERMINATED" for t in analysis.trials)
+    # Tune's JSON and CSV results per trial, no TensorBoard files (tune.tensorboard is off)
+    assert len(list((exp / "tune" / "tiny").glob("*/result.json"))) == 3
+    assert len(list((exp / "tune" / "tiny").glob("*/progress.csv"))) == 3
+    assert not list((exp / "tune").rglob("events.out.tfevents*"))
     assert all(
         t.last_result["final"] == 1 and "test_unseen/exact_match_applied" in t.last_result for t in analysis.trials
     )
