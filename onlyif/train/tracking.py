@@ -47,12 +47,11 @@ def numeric(metrics: dict[str, Any]) -> dict[str, float]:
 
 def start_mlflow_run(uri: str, experiment: str, run_dir: Path, run_name: str, params: dict[str, Any]) -> str:
     """Create (or, on resume, reuse) the MLflow run of ``run_dir``; returns its id."""
-    from mlflow import MlflowClient
-
     from onlyif.mlflow_names import log_params
+    from onlyif.mlflow_store import open_client
 
     saved = run_dir / MLFLOW_RUN_FILE
-    client = MlflowClient(tracking_uri=uri)
+    client = open_client(uri)
     if saved.is_file():
         info = json.loads(saved.read_text())
         if info.get("tracking_uri") == uri:

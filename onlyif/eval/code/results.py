@@ -82,25 +82,19 @@ def write_outputs(out_dir: Path, scored: Sequence[Scored], summary: dict[str, An
     write_json_atomic(out_dir / SUMMARY, summary)
 
 
-def _artifact_root(uri: str) -> str | None:
-    """Artifacts of a new experiment in a local sqlite store go beside the database (not into ``./mlruns``)."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return None
-
-
 def log_to_mlflow(uri: str, experiment: str, summary: dict[str, Any], out_dir: Path) -> str:
     """One MLflow run: settings as params, ``<bench>/pass_at_k`` metrics (MLflow refuses ``@``), the two files as
     artifacts. Returns the run id."""
-    from mlflow import MlflowClient
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(uri)
+    from onlyif.mlflow_store import artifacts_beside, open_client
+
+    client = open_client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         try:
-            exp_id = client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+            exp_id = client.create_experiment(experiment, artifact_location=artifacts_beside(uri))
         except MlflowException:  # created meanwhile by another process
             exp_id = client.get_experiment_by_name(experiment).experiment_id
     else:

@@ -107,14 +107,13 @@ class _MlflowRun:
     """One MLflow run for a suite: created before the tasks run (a bad URI fails at once), filled at the end."""
 
     def __init__(self, uri: str, experiment: str, model_dir: str | os.PathLike, cfg: SuiteConfig) -> None:
-        from mlflow import MlflowClient
-
         from onlyif.mlflow_names import log_params
+        from onlyif.mlflow_store import artifacts_beside, open_client
 
-        self.client = client = MlflowClient(uri)
+        self.client = client = open_client(uri)
         try:
             exp = client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else client.create_experiment(experiment, _artifact_location(uri))
+            exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifacts_beside(uri))
         except Exception as exc:  # any store failure is the same user error
             raise OnlyIfError(f"--mlflow-uri {uri}: cannot use it ({str(exc).splitlines()[0]})") from None
         run = client.create_run(exp_id, run_name=f"suite {Path(model_dir).name}", tags={"onlyif.kind": "eval-suite"})
@@ -136,10 +135,3 @@ class _MlflowRun:
 
     def fail(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
-
-
-def _artifact_location(uri: str) -> str | None:
-    """Artifacts beside a sqlite store (``mlartifacts/``), not in whatever the working directory is."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return None
