@@ -163,3 +163,21 @@ def test_sweep_with_mlflow_unreachable_leaves_no_experiment_folder(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "MLflow" in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_sweep_with_a_tracking_store_that_is_not_a_database(tmp_path, capsys, monkeypatch):
+    """A new sweep's MLflow side is set up while Ray and Tune start: when it fails, nothing trains, the error is one
+    line naming the store, and --out is as it was (an empty folder stays empty; a new one is removed, above)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(b"not a database")
+    out = tmp_path / "exp"
+    out.mkdir()
+    argv = ["sweep", "--config", str(REPO / "jobs/configs/sweep_main.yaml"), "--out", str(out)]
+    argv += ["--set", f"mlflow.tracking_uri=sqlite:///{store}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"MLflow sqlite:///{store}: cannot start the sweep's runs (" in err and "not a database" in err, err
+    assert store.read_bytes() == b"not a database"
+    assert out.is_dir() and not any(out.iterdir())

@@ -9,6 +9,7 @@ process writes the sqlite store. Each child run is tagged with its Tune trial id
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,9 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 def ensure_experiment(uri: str, name: str, artifacts: Path | None = None) -> str:
     """The id of experiment ``name`` (created when missing, storing artifacts under ``artifacts`` if given,
     instead of MLflow's default ``./mlruns`` in whatever the working directory is)."""
-    from mlflow import MlflowClient
+    from onlyif.mlflow_store import open_client
 
-    client = MlflowClient(uri)
+    client = open_client(uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -64,9 +65,9 @@ def ensure_experiment(uri: str, name: str, artifacts: Path | None = None) -> str
 
 def start_parent_run(uri: str, experiment_id: str, name: str, params: dict[str, Any]) -> str:
     """Create the sweep's parent run with the flattened sweep config as params; returns its id."""
-    from mlflow import MlflowClient
+    from onlyif.mlflow_store import open_client
 
-    client = MlflowClient(uri)
+    client = open_client(uri)
     run = client.create_run(experiment_id, run_name=name, tags={"onlyif.kind": "sweep"})
     log_params(client, run.info.run_id, params)
     return run.info.run_id
@@ -75,18 +76,44 @@ def start_parent_run(uri: str, experiment_id: str, name: str, params: dict[str, 
 class MlflowTrialLogger(Callback):
     """Tune callback: a child run per trial with params, per-epoch metrics, final metrics and the manifest."""
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str | None = None,
+        parent_run_id: str | None = None,
+        state_file: str | None = None,
+        pending: Future | None = None,
+    ) -> None:
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        self.state_file = state_file
+        """The experiment's ``state.json``, where the ids are read when not given (a new experiment's are written
+        there while Tune starts)."""
+        self.pending = pending
+        """The new experiment's MLflow set-up (a future of its state), waited for before the first trial runs."""
         self._client: Any = None
         self._runs: dict[str, str] = {}
         self._logged: dict[str, dict[str, tuple[int, float]]] = {}
         self._in_store: dict[str, set[tuple[str, int]]] = {}  # (MLflow key, step) of runs continued on resume
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into its experiment state
-        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id}
+        keys = ("uri", "experiment_id", "parent_run_id", "state_file")
+        return {k: getattr(self, k) for k in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
+
+    def _ids(self) -> tuple[str, str]:
+        """The experiment and parent run ids (waiting for a new experiment's MLflow set-up)."""
+        if self.experiment_id is None:
+            state = (
+                self.pending.result() if self.pending is not None else json.loads(Path(self.state_file).read_text())
+            )
+            self.experiment_id, self.parent_run_id = state["experiment_id"], state["parent_run_id"]
+        return self.experiment_id, self.parent_run_id
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.pending is not None and self.pending.done():
+            self._ids()  # a failed MLflow set-up stops the sweep at once, before a trial starts
 
     @property
     def client(self) -> Any:
@@ -97,16 +124,17 @@ class MlflowTrialLogger(Callback):
         return self._client
 
     def _existing(self, trial_id: str) -> str | None:
+        experiment_id, parent_run_id = self._ids()
         runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+            [experiment_id],
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'",
             max_results=1,
         )
         return runs[0].info.run_id if runs else None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         point = trial.config["point"]
-        run_id = self._existing(trial.trial_id)
+        run_id = self._existing(trial.trial_id)  # waits for a new experiment's MLflow set-up
         if run_id is not None:  # a resumed trial continues its run
             self.client.update_run(run_id, status="RUNNING")
             self._in_store[trial.trial_id] = self._logged_steps(run_id)

@@ -11,7 +11,8 @@ Experiment folder::
     EXP_DIR/report/       report.md, plots/, report.json
 
 One module: the experiment folder, the MLflow parent run and Tune's restore point are written, and resumed,
-together by :func:`run_sweep` (live progress and the per-trial MLflow logging are modules of their own).
+together by :func:`run_sweep` (live progress and the per-trial MLflow logging are modules of their own). A new
+experiment's MLflow side is set up in a thread while Ray and Tune start (:class:`_NewExperiment`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,56 +134,92 @@ def _runs_dir(cfg: SweepConfig, exp: Path) -> str:
     return join(cfg.tune_experiment(exp), "trials") if is_uri(root) else str(exp / "trials")
 
 
-def _write_new_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
-    """Write the config, grid and state of a new experiment and open its MLflow parent run; all or nothing: a
-    failure (e.g. the tracking server unreachable) leaves ``exp_dir`` as it was, so the same command can be rerun."""
-    if exp_dir.exists() and any(exp_dir.iterdir()):
-        raise OnlyIfError(
-            f"--out {exp_dir}: directory exists and is not empty (continue it with --resume {exp_dir}, or pick a new one)"
-        )
-    created = not exp_dir.exists()
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return _start_experiment(cfg, exp_dir, points)
-    except BaseException:
-        if created:
-            shutil.rmtree(exp_dir, ignore_errors=True)
-        else:
-            for child in exp_dir.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
-        raise
+@dataclass
+class _NewExperiment:
+    """A new experiment folder being set up. Its MLflow side — the experiment, the parent run with the config and
+    grid as artifacts, then ``state.json`` — runs in a thread while Ray and Tune start (MLflow's imports and store
+    take about 2 s), and the sweep's MLflow logger waits for it before the first trial runs. If it fails,
+    :meth:`discard` leaves ``--out`` as it was, so that the same command can be rerun."""
+
+    dir: Path
+    created: bool
+    mlflow: Future
+
+    @classmethod
+    def start(cls, cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> _NewExperiment:
+        if exp_dir.exists() and any(exp_dir.iterdir()):
+            raise OnlyIfError(
+                f"--out {exp_dir}: directory exists and is not empty (continue it with --resume {exp_dir}, or pick a "
+                "new one)"
+            )
+        new = cls(exp_dir, not exp_dir.exists(), Future())
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            save_config(cfg, exp_dir / CONFIG_FILE)
+            write_json_atomic(
+                exp_dir / GRID_FILE,
+                {
+                    "points": [p.to_dict() for p in points if p.skip_reason is None],
+                    "skipped": [{"id": p.id, "reason": p.skip_reason} for p in points if p.skip_reason is not None],
+                },
+            )
+        except BaseException:
+            new.empty()
+            raise
+        pool = ThreadPoolExecutor(1, thread_name_prefix="onlyif-mlflow")
+        new.mlflow = pool.submit(_start_mlflow, cfg, exp_dir)
+        pool.shutdown(wait=False)  # the thread ends with its one task
+        return new
+
+    def discard(self, cfg: SweepConfig) -> None:
+        """Remove what the sweep wrote: ``--out``'s contents (the folder too if the sweep made it) and Tune's
+        experiment where ``tune.storage_path`` puts it elsewhere."""
+        from onlyif.storage import clear, is_uri
+
+        tune_dir = cfg.tune_experiment(self.dir)
+        if is_uri(tune_dir):
+            with contextlib.suppress(OnlyIfError):
+                clear(tune_dir, "tune.storage_path")
+        elif not Path(tune_dir).is_relative_to(self.dir):
+            shutil.rmtree(tune_dir, ignore_errors=True)
+        self.empty()
+
+    def empty(self) -> None:
+        """``--out`` as it was before the sweep: removed if the sweep made it, else emptied."""
+        if self.created:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        for child in self.dir.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
 
-def _start_experiment(cfg: SweepConfig, exp_dir: Path, points: list[Point]) -> dict[str, Any]:
-    from mlflow import MlflowClient
-
+def _start_mlflow(cfg: SweepConfig, exp_dir: Path) -> dict[str, Any]:
+    """The experiment's MLflow experiment and parent run; ``state.json`` written last. Any failure is one line."""
+    from onlyif.mlflow_store import open_client
+    from onlyif.redact import redact_text
     from onlyif.sweep.mlflow_log import ensure_experiment, start_parent_run, tracking_uri
 
-    save_config(cfg, exp_dir / CONFIG_FILE)
-    write_json_atomic(
-        exp_dir / GRID_FILE,
-        {
-            "points": [p.to_dict() for p in points if p.skip_reason is None],
-            "skipped": [{"id": p.id, "reason": p.skip_reason} for p in points if p.skip_reason is not None],
-        },
-    )
     uri = tracking_uri(cfg.mlflow.tracking_uri, exp_dir)
     local = uri.startswith("sqlite:///")  # a local store: keep its artifacts beside it, in the experiment folder
-    experiment_id = ensure_experiment(
-        uri, cfg.mlflow.experiment or cfg.name, exp_dir / "mlartifacts" if local else None
-    )
-    parent = start_parent_run(uri, experiment_id, cfg.name, cfg.to_dict())
-    client = MlflowClient(uri)
     try:
-        client.log_artifact(parent, str(exp_dir / CONFIG_FILE))
-        client.log_artifact(parent, str(exp_dir / GRID_FILE))
-    except BaseException:
-        with contextlib.suppress(Exception):  # best effort: the server may be the thing that failed
-            client.set_terminated(parent, status="FAILED")
-        raise
+        experiment_id = ensure_experiment(
+            uri, cfg.mlflow.experiment or cfg.name, exp_dir / "mlartifacts" if local else None
+        )
+        parent = start_parent_run(uri, experiment_id, cfg.name, cfg.to_dict())
+        client = open_client(uri)
+        try:
+            client.log_artifact(parent, str(exp_dir / CONFIG_FILE))
+            client.log_artifact(parent, str(exp_dir / GRID_FILE))
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: the server may be the thing that failed
+                client.set_terminated(parent, status="FAILED")
+            raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OnlyIfError(f"MLflow {redact_text(uri)}: cannot start the sweep's runs ({first})") from None
     state = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "name": cfg.name}
     state["tune_loggers"] = "explicit"  # Tune's result loggers are among the run's callbacks (_tune_loggers)
     write_json_atomic(exp_dir / STATE_FILE, state)
@@ -214,13 +252,13 @@ def run_sweep(
     """
     try:
         return _run_sweep(cfg, exp_dir, resume, report, echo)
+    except OnlyIfError:
+        raise
     except Exception as exc:
         cause = _mlflow_error(exc)  # raised in a Tune callback, it comes wrapped in a TuneError
         if cause is None:
             raise
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        if not (Path(exp_dir) / STATE_FILE).is_file():  # failed before the sweep started: nothing to resume
-            raise OnlyIfError(f"MLflow: {first}") from None
         raise OnlyIfError(
             f"MLflow: {first}; what Tune finished is kept in {exp_dir}: continue with: onlyif sweep --resume {exp_dir}"
         ) from None
@@ -243,6 +281,38 @@ def _mlflow_error(exc: BaseException | None) -> BaseException | None:
     return exc
 
 
+def _new_tuner(cfg: SweepConfig, exp: Path, valid: list[Point], trainable: Any, logger: Any) -> Any:
+    """The Tuner of a new experiment: one trial per valid point, our callbacks (MLflow, progress, result files)."""
+    from ray import tune
+
+    from onlyif.sweep.progress import SweepProgress
+
+    return tune.Tuner(
+        trainable,
+        param_space={
+            "point": tune.grid_search([p.to_dict() for p in valid]),
+            "data_cache": _data_cache(cfg, exp),
+            "runs_dir": _runs_dir(cfg, exp),
+            "eval_data": cfg.eval_data,
+            "evaluate": cfg.evaluate.to_dict() if cfg.evaluate else None,
+        },
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=cfg.tune.max_concurrent_trials,
+            reuse_actors=cfg.tune.reuses_actors,
+            scheduler=_scheduler(cfg),
+            num_samples=1,
+            trial_dirname_creator=trial_dirname,
+            trial_name_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=cfg.name,
+            storage_path=cfg.tune.root(exp),
+            verbose=0,
+            callbacks=[logger, SweepProgress(len(valid), cfg.report.metric), *_tune_loggers(cfg)],
+        ),
+    )
+
+
 def _run_sweep(
     cfg: SweepConfig | None, exp_dir: str | os.PathLike, resume: bool, report: bool, echo: Any
 ) -> SweepOutcome:
@@ -254,13 +324,13 @@ def _run_sweep(
     from ray import tune
 
     from onlyif.ray_utils import environ_set, init_ray
-    from onlyif.sweep.mlflow_log import MlflowTrialLogger
-    from onlyif.sweep.progress import SweepProgress
+    from onlyif.sweep.mlflow_log import MlflowTrialLogger, tracking_uri
     from onlyif.sweep.trainable import run_trial
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment tables on the console
     t0 = time.perf_counter()
     exp = Path(exp_dir).resolve()
+    new: _NewExperiment | None = None
     if resume:
         if cfg is not None:
             raise OnlyIfError("--resume: the config is read from the experiment folder; drop --config/--set")
@@ -276,55 +346,43 @@ def _run_sweep(
                 f"grid: all {len(points)} points are invalid, e.g. {points[0].id}: {points[0].skip_reason}"
             )
         preflight(cfg, [p for p in points if p.skip_reason is None])
-        state = _write_new_experiment(cfg, exp, points)
+        new = _NewExperiment.start(cfg, exp, points)
     valid = [p for p in points if p.skip_reason is None]
     for p in points:
         if p.skip_reason is not None:
             echo(f"skipped {p.id}: {p.skip_reason}")
 
-    # A trial the scheduler stops is killed with its Ray Train controller; Ray Train's cleaner then frees the run's
-    # workers (its placement group) through the dashboard's State API — without it they stay until the driver ends.
-    init_ray(num_cpus=_local_cpus(valid, cfg), progress=False, dashboard=cfg.tune.scheduler is not None)
-    trainable = tune.with_resources(run_trial, _trial_resources(cfg))
-    if resume:
-        from mlflow import MlflowClient
+    try:
+        # A trial the scheduler stops is killed with its Ray Train controller; Ray Train's cleaner then frees the
+        # run's workers (its placement group) through the dashboard's State API — without them they stay until the
+        # driver ends.
+        init_ray(num_cpus=_local_cpus(valid, cfg), progress=False, dashboard=cfg.tune.scheduler is not None)
+        trainable = tune.with_resources(run_trial, _trial_resources(cfg))
+        if new is None:
+            from mlflow import MlflowClient
 
-        MlflowClient(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
-        tuner = tune.Tuner.restore(cfg.tune_experiment(exp), trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={
-                "point": tune.grid_search([p.to_dict() for p in valid]),
-                "data_cache": _data_cache(cfg, exp),
-                "runs_dir": _runs_dir(cfg, exp),
-                "eval_data": cfg.eval_data,
-                "evaluate": cfg.evaluate.to_dict() if cfg.evaluate else None,
-            },
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=cfg.tune.max_concurrent_trials,
-                reuse_actors=cfg.tune.reuses_actors,
-                scheduler=_scheduler(cfg),
-                num_samples=1,
-                trial_dirname_creator=trial_dirname,
-                trial_name_creator=trial_name,
-            ),
-            run_config=tune.RunConfig(
-                name=cfg.name,
-                storage_path=cfg.tune.root(exp),
-                verbose=0,
-                callbacks=[
-                    MlflowTrialLogger(state["tracking_uri"], state["experiment_id"], state["parent_run_id"]),
-                    SweepProgress(len(valid), cfg.report.metric),
-                    *_tune_loggers(cfg),
-                ],
-            ),
-        )
-    # Tune adds its CSV, JSON and TensorBoard loggers itself unless told not to; ours are among the callbacks (a
-    # restored experiment's too). One started by an onlyif before them has none and keeps Tune's.
-    own_loggers = state.get("tune_loggers") == "explicit"
-    with environ_set("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1") if own_loggers else contextlib.nullcontext():
-        tuner.fit()
+            MlflowClient(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
+            tuner = tune.Tuner.restore(
+                cfg.tune_experiment(exp), trainable, resume_unfinished=True, resume_errored=True
+            )
+        else:
+            if new.mlflow.done():  # e.g. a store that is not a database, found while Ray started: before Tune
+                new.mlflow.result()
+            uri = tracking_uri(cfg.mlflow.tracking_uri, exp)
+            logger = MlflowTrialLogger(uri, state_file=str(exp / STATE_FILE), pending=new.mlflow)
+            tuner = _new_tuner(cfg, exp, valid, trainable, logger)
+        # Tune adds its CSV, JSON and TensorBoard loggers itself unless told not to; ours are among the callbacks
+        # (a restored experiment's too). One started by an onlyif before them has none and keeps Tune's.
+        own_loggers = new is not None or state.get("tune_loggers") == "explicit"
+        with environ_set("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1") if own_loggers else contextlib.nullcontext():
+            tuner.fit()
+        if new is not None:
+            state = new.mlflow.result()
+    except BaseException:
+        if new is not None and (failed := new.mlflow.exception()) is not None:  # nothing trained
+            new.discard(cfg)
+            raise failed from None
+        raise
     # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
     trials = tune.ExperimentAnalysis(cfg.tune_experiment(exp)).trials
     done = [t for t in trials if t.status == "TERMINATED"]
