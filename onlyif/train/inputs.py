@@ -94,7 +94,9 @@ def train_shards(
         # the rows `Dataset.split(equal=True)` gives each worker, cut here: no split task runs on another node, whose
         # loss mid-run loses a block that Ray must rebuild (a job hung so, most likely, 1 Dec 2026)
         shards = [tokens.slice(i * per_worker, per_worker) for i in range(cfg.scaling.num_workers)]
-        return [ray.data.from_arrow(shard) for shard in shards], per_worker
+        # one block each, its metadata read here (from_arrow asks a Ray task for it: 1.4 s on a process's first
+        # dataset, mostly waiting for a worker)
+        return [ray.data.from_blocks([shard]) for shard in shards], per_worker
     paths = [f"{uri.rstrip('/')}/train/{f.name}" if uri else str(f) for f in files]
     ds = ray.data.read_parquet(paths, columns=cols, override_num_blocks=max(len(files), 2))
     ds.context.execution_options.preserve_order = True
