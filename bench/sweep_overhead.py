@@ -2,8 +2,8 @@
 
 Runs a small 2×2 grid with ``run_sweep`` (Ray Tune + MLflow + report) and prints
 
-* ``overhead = (wall − Σ trial training time) / wall`` where a trial's training time is the wall time of its
-  ``run_training`` call (Ray Train start, training, evaluation, checkpoints);
+* ``overhead = (wall − Σ trial training time) / wall`` where a trial's training time is the wall time of the
+  ``TorchTrainer.fit`` in its ``run_training`` call (Ray Train start, training, evaluation, checkpoints);
 * the same grid run as a plain loop of ``run_training`` calls in the same process and Ray session (the
   baseline), and the ratio sweep wall / loop wall;
 * where the sweep's other time goes: inside the trial functions but outside ``run_training`` (data generation,
