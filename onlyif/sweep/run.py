@@ -21,7 +21,8 @@ import contextlib
 import json
 import os
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,7 @@ class _NewExperiment:
         except BaseException:
             new.empty()
             raise
-        pool = ThreadPoolExecutor(1, thread_name_prefix="onlyif-mlflow")
-        new.mlflow = pool.submit(_start_mlflow, cfg, exp_dir)
-        pool.shutdown(wait=False)  # the thread ends with its one task
+        threading.Thread(target=_resolve, args=(new.mlflow, _start_mlflow, cfg, exp_dir), daemon=True).start()
         return new
 
     def discard(self, cfg: SweepConfig) -> None:
@@ -194,6 +193,17 @@ class _NewExperiment:
                 shutil.rmtree(child, ignore_errors=True)
             else:
                 child.unlink(missing_ok=True)
+
+
+def _resolve(future: Future, fn: Any, *args: Any) -> None:
+    """``future`` gets ``fn(*args)``'s result or error. Run in a daemon thread: a Ctrl-C that cut an import short in
+    the main thread can leave Python's import lock held, and waiting for (or exiting after) a thread stuck on it
+    would hang the command."""
+    future.set_running_or_notify_cancel()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
 
 
 def _start_mlflow(cfg: SweepConfig, exp_dir: Path) -> dict[str, Any]:
@@ -352,6 +362,7 @@ def _run_sweep(
         if p.skip_reason is not None:
             echo(f"skipped {p.id}: {p.skip_reason}")
 
+    fitting = False
     try:
         # A trial the scheduler stops is killed with its Ray Train controller; Ray Train's cleaner then frees the
         # run's workers (its placement group) through the dashboard's State API — without them they stay until the
@@ -374,14 +385,21 @@ def _run_sweep(
         # Tune adds its CSV, JSON and TensorBoard loggers itself unless told not to; ours are among the callbacks
         # (a restored experiment's too). One started by an onlyif before them has none and keeps Tune's.
         own_loggers = new is not None or state.get("tune_loggers") == "explicit"
+        fitting = True
         with environ_set("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1") if own_loggers else contextlib.nullcontext():
             tuner.fit()
         if new is not None:
             state = new.mlflow.result()
-    except BaseException:
+    except Exception:
         if new is not None and (failed := new.mlflow.exception()) is not None:  # nothing trained
             new.discard(cfg)
             raise failed from None
+        raise
+    except BaseException:  # Ctrl-C (within Tune's fit, Tune stops the trials itself and keeps them for --resume)
+        if new is not None and not fitting:  # before Tune ran anything: the same command can be rerun
+            with contextlib.suppress(Exception):  # let the MLflow thread end its writes, unless it is stuck (_resolve)
+                new.mlflow.exception(timeout=5)
+            new.discard(cfg)
         raise
     # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
     trials = tune.ExperimentAnalysis(cfg.tune_experiment(exp)).trials

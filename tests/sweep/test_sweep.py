@@ -241,6 +241,30 @@ def _child_count(exp: Path, status: str | None = None) -> int:
         return 0
 
 
+def test_ctrl_c_as_a_sweep_starts_leaves_out_gone_or_resumable(ray_cluster, tmp_path):
+    """Ctrl-C once a new sweep has written its grid (its MLflow side is then being set up in a thread while Ray and
+    Tune start): before Tune runs, ``--out`` is removed and the command exits 130, so the same command can be rerun;
+    once Tune runs, Tune stops the trials and ``--out`` holds an experiment ``--resume`` continues. Never a folder that
+    both a rerun (not empty) and ``--resume`` (not an experiment) refuse — what the first version of the thread left."""
+    data = json.loads(json.dumps(TINY)) | {"name": "ctrl-c", "grid": {"instructions": [2], "budget": [32]}}
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(data))
+    exp = tmp_path / "exp"
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onlyif.cli", "sweep", "--config", str(config), "--out", str(exp)],
+        **{"env": env, "cwd": REPO, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True},
+    )
+    _wait_for(proc, lambda: (exp / "grid.json").exists(), "the sweep's grid.json", timeout=120)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    if proc.returncode == 130:
+        assert not exp.exists(), (sorted(p.name for p in exp.iterdir()), output[-2000:])
+    else:
+        assert proc.returncode == 1 and f"continue with: onlyif sweep --resume {exp}" in output, output[-2000:]
+        assert (exp / "state.json").is_file() and (exp / "tune").is_dir()
+
+
 @pytest.mark.slow
 def test_interrupted_killed_and_mlflow_lost_sweep_resumes_without_duplicate_or_lost_metrics(
     ray_cluster, tmp_path, monkeypatch
