@@ -140,7 +140,7 @@ class _NewExperiment:
     """A new experiment folder being set up. Its MLflow side — the experiment, the parent run with the config and
     grid as artifacts, then ``state.json`` — runs in a thread while Ray and Tune start (MLflow's imports and store
     take about 2 s), and the sweep's MLflow logger waits for it before the first trial runs. If it fails,
-    :meth:`discard` leaves ``--out`` as it was, so that the same command can be rerun."""
+    :meth:`empty` leaves ``--out`` as it was, so that the same command can be rerun."""
 
     dir: Path
     created: bool
@@ -170,21 +170,10 @@ class _NewExperiment:
         threading.Thread(target=_resolve, args=(new.mlflow, _start_mlflow, cfg, exp_dir), daemon=True).start()
         return new
 
-    def discard(self, cfg: SweepConfig) -> None:
-        """Remove what the sweep wrote: ``--out``'s contents (the folder too if the sweep made it) and Tune's
-        experiment where ``tune.storage_path`` puts it elsewhere."""
-        from onlyif.storage import clear, is_uri
-
-        tune_dir = cfg.tune_experiment(self.dir)
-        if is_uri(tune_dir):
-            with contextlib.suppress(OnlyIfError):
-                clear(tune_dir, "tune.storage_path")
-        elif not Path(tune_dir).is_relative_to(self.dir):
-            shutil.rmtree(tune_dir, ignore_errors=True)
-        self.empty()
-
     def empty(self) -> None:
-        """``--out`` as it was before the sweep: removed if the sweep made it, else emptied."""
+        """``--out`` as it was before the sweep: removed if the sweep made it, else emptied. (Where
+        ``tune.storage_path`` puts Tune's experiment outside it, that folder is left: it holds no trial, and it may
+        be shared with other sweeps.)"""
         if self.created:
             shutil.rmtree(self.dir, ignore_errors=True)
             return
@@ -392,14 +381,14 @@ def _run_sweep(
             state = new.mlflow.result()
     except Exception:
         if new is not None and (failed := new.mlflow.exception()) is not None:  # nothing trained
-            new.discard(cfg)
+            new.empty()
             raise failed from None
         raise
     except BaseException:  # Ctrl-C (within Tune's fit, Tune stops the trials itself and keeps them for --resume)
         if new is not None and not fitting:  # before Tune ran anything: the same command can be rerun
             with contextlib.suppress(Exception):  # let the MLflow thread end its writes, unless it is stuck (_resolve)
                 new.mlflow.exception(timeout=5)
-            new.discard(cfg)
+            new.empty()
         raise
     # Statuses as saved for a restore (in memory, trials cut short by Ctrl-C also read as terminated).
     trials = tune.ExperimentAnalysis(cfg.tune_experiment(exp)).trials
