@@ -260,9 +260,13 @@ def test_ctrl_c_as_a_sweep_starts_leaves_out_gone_or_resumable(ray_cluster, tmp_
     output, _ = proc.communicate(timeout=120)
     if proc.returncode == 130:
         assert not exp.exists(), (sorted(p.name for p in exp.iterdir()), output[-2000:])
-    else:
-        assert proc.returncode == 1 and f"continue with: onlyif sweep --resume {exp}" in output, output[-2000:]
-        assert (exp / "state.json").is_file() and (exp / "tune").is_dir()
+        return
+    # Tune stopped the trial (exit 1), or the interrupt was lost (exit 0: CPython drops a KeyboardInterrupt raised in
+    # a callback it runs itself — seen once in importlib's module-lock callback, "Exception ignored in …")
+    assert proc.returncode in (0, 1), output[-2000:]
+    assert (exp / "state.json").is_file() and (exp / "tune").is_dir()
+    if proc.returncode == 1:
+        assert f"continue with: onlyif sweep --resume {exp}" in output, output[-2000:]
 
 
 @pytest.mark.slow
