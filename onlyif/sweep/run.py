@@ -144,6 +144,8 @@ class _NewExperiment:
 
     dir: Path
     created: bool
+    uri: str
+    """The MLflow tracking URI."""
     mlflow: Future
 
     @classmethod
@@ -153,7 +155,9 @@ class _NewExperiment:
                 f"--out {exp_dir}: directory exists and is not empty (continue it with --resume {exp_dir}, or pick a "
                 "new one)"
             )
-        new = cls(exp_dir, not exp_dir.exists(), Future())
+        from onlyif.sweep.mlflow_log import tracking_uri
+
+        new = cls(exp_dir, not exp_dir.exists(), tracking_uri(cfg.mlflow.tracking_uri, exp_dir), Future())
         exp_dir.mkdir(parents=True, exist_ok=True)
         try:
             save_config(cfg, exp_dir / CONFIG_FILE)
@@ -167,7 +171,7 @@ class _NewExperiment:
         except BaseException:
             new.empty()
             raise
-        threading.Thread(target=_resolve, args=(new.mlflow, _start_mlflow, cfg, exp_dir), daemon=True).start()
+        threading.Thread(target=_resolve, args=(new.mlflow, _start_mlflow, cfg, exp_dir, new.uri), daemon=True).start()
         return new
 
     def empty(self) -> None:
@@ -195,13 +199,13 @@ def _resolve(future: Future, fn: Any, *args: Any) -> None:
         future.set_exception(exc)
 
 
-def _start_mlflow(cfg: SweepConfig, exp_dir: Path) -> dict[str, Any]:
-    """The experiment's MLflow experiment and parent run; ``state.json`` written last. Any failure is one line."""
+def _start_mlflow(cfg: SweepConfig, exp_dir: Path, uri: str) -> dict[str, Any]:
+    """The experiment's MLflow experiment and parent run in the store at ``uri``; ``state.json`` written last. Any
+    failure is one line."""
     from onlyif.mlflow_store import open_client
     from onlyif.redact import redact_text
-    from onlyif.sweep.mlflow_log import ensure_experiment, start_parent_run, tracking_uri
+    from onlyif.sweep.mlflow_log import ensure_experiment, start_parent_run
 
-    uri = tracking_uri(cfg.mlflow.tracking_uri, exp_dir)
     local = uri.startswith("sqlite:///")  # a local store: keep its artifacts beside it, in the experiment folder
     try:
         experiment_id = ensure_experiment(
@@ -323,7 +327,7 @@ def _run_sweep(
     from ray import tune
 
     from onlyif.ray_utils import environ_set, init_ray
-    from onlyif.sweep.mlflow_log import MlflowTrialLogger, tracking_uri
+    from onlyif.sweep.mlflow_log import MlflowTrialLogger
     from onlyif.sweep.trainable import run_trial
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no experiment tables on the console
@@ -368,8 +372,7 @@ def _run_sweep(
         else:
             if new.mlflow.done():  # e.g. a store that is not a database, found while Ray started: before Tune
                 new.mlflow.result()
-            uri = tracking_uri(cfg.mlflow.tracking_uri, exp)
-            logger = MlflowTrialLogger(uri, state_file=str(exp / STATE_FILE), pending=new.mlflow)
+            logger = MlflowTrialLogger(new.uri, state_file=str(exp / STATE_FILE), pending=new.mlflow)
             tuner = _new_tuner(cfg, exp, valid, trainable, logger)
         # Tune adds its CSV, JSON and TensorBoard loggers itself unless told not to; ours are among the callbacks
         # (a restored experiment's too). One started by an onlyif before them has none and keeps Tune's.
