@@ -65,4 +65,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"{what} {verdict}; report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials in {outcome.wall_seconds / 60:.1f} min")
     print(where_to_look(outcome.tracking_uri))
-    return 0 if outcome.finished + outcome.stopped == outcome.total else 1
+    return outcome.exit_code

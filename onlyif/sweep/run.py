@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -53,6 +54,33 @@ class SweepOutcome:
     report: dict[str, Any] | None
     wall_seconds: float
     tracking_uri: str
+    interrupted: bool = False
+    """Ctrl-C (or SIGUSR1) stopped Tune: trials are left for ``--resume``."""
+
+    @property
+    def exit_code(self) -> int:
+        """The commands' exit status: 0 every trial ended, 130 interrupted (as a shell reports Ctrl-C), 1 not."""
+        if self.interrupted:
+            return 130
+        return 0 if self.finished + self.stopped == self.total else 1
+
+
+class _TunesRestoreHint(logging.Filter):
+    """Tune's "Experiment has been interrupted … Resume experiment with: Tuner.restore(…)" after Ctrl-C: the way back
+    here is ``onlyif sweep --resume``, which the sweep prints itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Experiment has been interrupted")
+
+
+@contextlib.contextmanager
+def _without_tunes_restore_hint():
+    tune_log, hint = logging.getLogger("ray.tune.tune"), _TunesRestoreHint()
+    tune_log.addFilter(hint)
+    try:
+        yield
+    finally:
+        tune_log.removeFilter(hint)
 
 
 def _trial_resources(cfg: SweepConfig) -> dict[str, float]:
@@ -378,7 +406,8 @@ def _run_sweep(
         # (a restored experiment's too). One started by an onlyif before them has none and keeps Tune's.
         own_loggers = new is not None or state.get("tune_loggers") == "explicit"
         fitting = True
-        with environ_set("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1") if own_loggers else contextlib.nullcontext():
+        loggers = environ_set("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1") if own_loggers else contextlib.nullcontext()
+        with loggers, _without_tunes_restore_hint():
             tuner.fit()
         if new is not None:
             state = new.mlflow.result()
@@ -399,6 +428,7 @@ def _run_sweep(
     finished = sum(1 for t in done if (t.last_result or {}).get(FINAL_KEY) == 1)
     stopped = len(done) - finished  # ended early by the ASHA scheduler
     errored = sum(1 for t in trials if t.status == "ERROR")
+    interrupted = any(t.status not in ("TERMINATED", "ERROR") for t in trials)  # left pending or running by Ctrl-C
     wall = time.perf_counter() - t0
 
     rep = None
@@ -415,7 +445,7 @@ def _run_sweep(
         echo(f"{stopped} trial(s) stopped early by the scheduler (not in the report)")
     if not complete or errored:
         echo(
-            f"sweep incomplete: {finished} of {len(valid)} trials finished ({errored} errored); "
-            f"continue with: onlyif sweep --resume {exp}"
+            f"sweep {'interrupted' if interrupted else 'incomplete'}: {finished} of {len(valid)} trials finished "
+            f"({errored} errored); continue with: onlyif sweep --resume {exp}"
         )
-    return SweepOutcome(exp, finished, stopped, len(valid), errored, rep, wall, state["tracking_uri"])
+    return SweepOutcome(exp, finished, stopped, len(valid), errored, rep, wall, state["tracking_uri"], interrupted)

@@ -52,4 +52,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {outcome.exp_dir / 'report' / 'report.md'}")
     print(f"{outcome.finished}/{outcome.total} trials finished in {outcome.wall_seconds:.0f} s")
     print(where_to_look(outcome.tracking_uri))
-    return 0 if outcome.finished + outcome.stopped == outcome.total else 1
+    return outcome.exit_code

@@ -243,9 +243,9 @@ def _child_count(exp: Path, status: str | None = None) -> int:
 
 def test_ctrl_c_as_a_sweep_starts_leaves_out_gone_or_resumable(ray_cluster, tmp_path):
     """Ctrl-C once a new sweep has written its grid (its MLflow side is then being set up in a thread while Ray and
-    Tune start): before Tune runs, ``--out`` is removed and the command exits 130, so the same command can be rerun;
-    once Tune runs, Tune stops the trials and ``--out`` holds an experiment ``--resume`` continues. Never a folder that
-    both a rerun (not empty) and ``--resume`` (not an experiment) refuse — what the first version of the thread left."""
+    Tune start): exit 130; before Tune runs, ``--out`` is removed, so the same command can be rerun; once Tune runs,
+    Tune stops the trials and ``--out`` holds an experiment ``--resume`` continues. Never a folder that both a rerun
+    (not empty) and ``--resume`` (not an experiment) refuse — what the first version of the thread left."""
     data = json.loads(json.dumps(TINY)) | {"name": "ctrl-c", "grid": {"instructions": [2], "budget": [32]}}
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(data))
@@ -258,15 +258,16 @@ def test_ctrl_c_as_a_sweep_starts_leaves_out_gone_or_resumable(ray_cluster, tmp_
     _wait_for(proc, lambda: (exp / "grid.json").exists(), "the sweep's grid.json", timeout=120)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
-    if proc.returncode == 130:
-        assert not exp.exists(), (sorted(p.name for p in exp.iterdir()), output[-2000:])
+    # 130, or 0 if the interrupt was lost (CPython drops a KeyboardInterrupt raised in a callback it runs itself —
+    # seen once in importlib's module-lock callback, "Exception ignored in …")
+    assert proc.returncode in (0, 130), output[-2000:]
+    if not exp.exists():
+        assert proc.returncode == 130, output[-2000:]
         return
-    # Tune stopped the trial (exit 1), or the interrupt was lost (exit 0: CPython drops a KeyboardInterrupt raised in
-    # a callback it runs itself — seen once in importlib's module-lock callback, "Exception ignored in …")
-    assert proc.returncode in (0, 1), output[-2000:]
-    assert (exp / "state.json").is_file() and (exp / "tune").is_dir()
-    if proc.returncode == 1:
+    assert (exp / "state.json").is_file() and (exp / "tune").is_dir(), (sorted(p.name for p in exp.iterdir()), output)
+    if "sweep interrupted:" in output:  # Tune stopped the trial (the interrupt may also land after it, in the report)
         assert f"continue with: onlyif sweep --resume {exp}" in output, output[-2000:]
+        assert "Tuner.restore" not in output, output[-2000:]  # Tune's own hint is not ours to give
 
 
 @pytest.mark.slow
@@ -326,9 +327,13 @@ def test_interrupted_killed_and_mlflow_lost_sweep_resumes_without_duplicate_or_l
         _wait_for(proc, lambda: _child_count(exp, "FINISHED") >= 1, "the first trial finished")
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=120)
-        assert proc.returncode != 0, output
+        assert proc.returncode == 130, output
         assert _child_count(exp, "FINISHED") == 1, output
-        assert "continue with: onlyif sweep --resume" in output
+        assert re.search(
+            rf"sweep interrupted: \d of 3 trials .*; continue with: onlyif sweep --resume {re.escape(str(exp))}",
+            output,
+        )
+        assert "Tuner.restore" not in output
         # Live progress, as plain lines off a terminal: each trial's start and end with its point, epoch and loss.
         assert "sweep [0/3 done, 1 running" in output and " start I=" in output
         assert re.search(
