@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from importlib import metadata
@@ -93,16 +94,34 @@ def remove_stale_temps(final: Path) -> list[Path]:
     owner in their name are left alone (and never read: nothing looks at them but this function), and so is an
     ``.old-`` folder while ``final`` is missing: a run killed between its two renames left the previous output
     there."""
+    kinds = ("tmp", "old") if final.exists() else ("tmp",)
+    return [p for kind in kinds for p in _remove_orphans(final.parent, f".{final.name}.{kind}-")]
+
+
+@contextlib.contextmanager
+def staging_dir(prefix: str) -> Iterator[Path]:
+    """A folder ``PREFIX-HOST-PID-*`` in the system's temp dir, removed after use (what a checkpoint is written to
+    before Ray Train copies it to the run's storage). Such folders that a killed process of this host left behind —
+    a worker SIGKILLed while saving — are removed first."""
+    root = Path(tempfile.gettempdir())
+    _remove_orphans(root, f"{prefix}-")
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{_owner()}-", dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_orphans(parent: Path, prefix: str) -> list[Path]:
+    """Delete the folders ``PREFIX`` + ``HOST-PID-*`` in ``parent`` whose process (of this host) no longer runs."""
     host = socket.gethostname()
     removed = []
-    for kind in ("tmp", "old") if final.exists() else ("tmp",):
-        prefix = f".{final.name}.{kind}-"
-        for p in final.parent.glob(glob.escape(prefix) + "*"):
-            owner, _, pid = p.name[len(prefix) :].rpartition("-")[0].rpartition("-")
-            if owner != host or not pid.isdigit() or _alive(int(pid)):
-                continue
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
+    for p in parent.glob(glob.escape(prefix) + "*"):
+        owner, _, pid = p.name[len(prefix) :].rpartition("-")[0].rpartition("-")
+        if owner != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
     return removed
 
 

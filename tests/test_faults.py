@@ -338,3 +338,40 @@ def test_mix_with_an_object_store_smaller_than_its_data_spills_and_builds_the_sa
     assert files("small") == files("normal") and len(files("normal")) >= 2
     manifests = [json.loads((tmp_path / out / "manifest.json").read_text()) for out in ("small", "normal")]
     assert manifests[0]["output"] == manifests[1]["output"] and manifests[0]["rows"] == 1000
+
+
+STAGE = """import sys, time
+from onlyif.io import staging_dir
+with staging_dir("onlyif-ckpt") as d:
+    print(d, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_checkpoint_staging_folder_a_killed_worker_left_is_removed_by_the_next_checkpoint(tmp_path, monkeypatch):
+    """A training worker writes each checkpoint to a staging folder in the node's temp dir before Ray Train copies it
+    to the run's storage; a worker SIGKILLed meanwhile (a failure the run recovers from) left it there, a full
+    checkpoint each time. The next checkpoint on the node removes such folders — never one of a live process."""
+    import tempfile
+
+    from onlyif.io import staging_dir
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    workers = [
+        subprocess.Popen([sys.executable, "-c", STAGE], env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"
+    ]
+    killed, live = workers
+    try:
+        orphan, busy = (Path(w.stdout.readline().strip()) for w in workers)
+        assert orphan.parent == busy.parent == tmp_path and orphan.is_dir() and busy.is_dir()
+        killed.kill()
+        killed.wait(timeout=SUBPROCESS_TIMEOUT_S)
+        assert orphan.is_dir()  # SIGKILL: no clean-up ran
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        with staging_dir("onlyif-ckpt") as mine:
+            assert mine.is_dir() and not orphan.exists() and busy.is_dir()
+        assert not mine.exists() and busy.is_dir()
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait(timeout=SUBPROCESS_TIMEOUT_S)

@@ -25,11 +25,11 @@ import json
 import math
 import os
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from onlyif.io import staging_dir
 from onlyif.lm.batches import bucket, collate
 from onlyif.ray_utils import environ_set
 from onlyif.train.config import TrainConfig
@@ -328,16 +328,19 @@ def train_loop(config: dict[str, Any]) -> None:
             eval_metrics, summaries = _evaluate(engine, cfg, codec, config["eval_items"], state)
             metrics.update(eval_metrics)
             metrics["eval_seconds"] = time.perf_counter() - t_eval
-        with tempfile.TemporaryDirectory(prefix="onlyif-ckpt-") as tmp:
+        with staging_dir("onlyif-ckpt") as tmp:
             engine.save_checkpoint(
-                tmp, tag=ENGINE_TAG, client_state={"epoch": epoch + 1, "tokens": history_tokens}, save_latest=False
+                str(tmp),
+                tag=ENGINE_TAG,
+                client_state={"epoch": epoch + 1, "tokens": history_tokens},
+                save_latest=False,
             )
             if rank == 0:
-                (Path(tmp) / STATE_FILE).write_text(json.dumps(metrics))
+                (tmp / STATE_FILE).write_text(json.dumps(metrics))
                 if summaries:
-                    _write_eval_files(Path(tmp), summaries)
+                    _write_eval_files(tmp, summaries)
                 if final:
-                    _export_hf(Path(tmp), engine, codec, state)
+                    _export_hf(tmp, engine, codec, state)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         if final:
             break
