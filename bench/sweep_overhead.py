@@ -58,7 +58,6 @@ def main() -> None:
     from onlyif.sweep.config import SweepConfig
     from onlyif.sweep.datasets import ensure_dataset
     from onlyif.sweep.grid import expand_grid
-    from onlyif.sweep.report_cmd import make_report
     from onlyif.sweep.run import run_sweep
     from onlyif.tasks.config import TaskConfig
     from onlyif.train.api import run_training
@@ -80,10 +79,9 @@ def main() -> None:
         loop_wall = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        outcome = run_sweep(cfg, root / "sweep", report=False, echo=lambda *_: None)
-        tuner_wall = time.perf_counter() - t0
-        make_report(root / "sweep", source="tune", log_to_mlflow=True)
+        outcome = run_sweep(cfg, root / "sweep", echo=lambda *_: None)  # the report, logged to MLflow, included
         wall = time.perf_counter() - t0
+        tuner_wall = outcome.wall_seconds  # up to the report
         trials = ExperimentAnalysis(str(root / "sweep" / "tune" / cfg.name)).trials
         train = sum(t.last_result["train_seconds"] for t in trials)
         data = sum(t.last_result["data_seconds"] for t in trials)
