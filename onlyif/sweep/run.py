@@ -444,7 +444,7 @@ def _run_sweep(
     finished = sum(1 for t in done if (t.last_result or {}).get(FINAL_KEY) == 1)
     stopped = len(done) - finished  # ended early by the ASHA scheduler
     errored = sum(1 for t in trials if t.status == "ERROR")
-    interrupted = any(t.status not in ("TERMINATED", "ERROR") for t in trials)  # left pending or running by Ctrl-C
+    complete = len(done) + errored == len(valid)  # fit returns with trials left only when Ctrl-C stopped Tune
     wall = time.perf_counter() - t0
 
     rep = None
@@ -454,14 +454,13 @@ def _run_sweep(
         rep = make_report(exp, source="tune", log_to_mlflow=True)
     from mlflow import MlflowClient
 
-    complete = len(done) + errored == len(valid)
     status = "KILLED" if not complete else ("FAILED" if errored else "FINISHED")
     MlflowClient(state["tracking_uri"]).set_terminated(state["parent_run_id"], status=status)
     if stopped:
         echo(f"{stopped} trial(s) stopped early by the scheduler (not in the report)")
     if not complete or errored:
         echo(
-            f"sweep {'interrupted' if interrupted else 'incomplete'}: {finished} of {len(valid)} trials finished "
+            f"sweep {'incomplete' if complete else 'interrupted'}: {finished} of {len(valid)} trials finished "
             f"({errored} errored); continue with: onlyif sweep --resume {exp}"
         )
-    return SweepOutcome(exp, finished, stopped, len(valid), errored, rep, wall, state["tracking_uri"], interrupted)
+    return SweepOutcome(exp, finished, stopped, len(valid), errored, rep, wall, state["tracking_uri"], not complete)
