@@ -16,6 +16,7 @@ import traceback
 
 from onlyif import __version__
 from onlyif.errors import OnlyIfError
+from onlyif.gc_tuning import raise_gc_thresholds
 from onlyif.ray_errors import user_error
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -92,6 +93,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    raise_gc_thresholds()  # before the subcommand imports torch, Ray and the rest
     # Quiet by default: MLflow's INFO lines (database set-up, run links) only when asked for.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     if not os.environ.get("RAY_ADDRESS"):

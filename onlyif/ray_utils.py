@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 from onlyif.errors import OnlyIfError
+from onlyif.gc_tuning import WORKER_SETUP_HOOK
 from onlyif.net import connect_error
 
 LOCAL_RAY_ENV = "ONLYIF_LOCAL_RAY"
@@ -30,19 +31,29 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
 
     ``dashboard``: the local Ray runs its dashboard, whose State API Ray Train needs to free the placement group of
     a run whose controller died without ending it (a trial Tune stopped early); it costs ≈ 1 s of start-up and
-    ≈ 200 MB. Idempotent: does nothing when Ray is already initialized in this process.
+    ≈ 200 MB. Every Ray worker of the job raises its garbage-collection thresholds as it starts
+    (:mod:`onlyif.gc_tuning`), unless the job was submitted with a setup hook of its own. Idempotent: does nothing
+    when Ray is already initialized in this process.
     """
     import ray
     from ray.data import DataContext
 
     if not ray.is_initialized():
         kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+        kwargs["runtime_env"] = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
         address = os.environ.get("RAY_ADDRESS")
         if address:
             _check_reachable(address)
         try:
             if address:
-                ray.init(address=address, **kwargs)
+                try:
+                    ray.init(address=address, **kwargs)
+                except ValueError as exc:
+                    if not str(exc).startswith("Failed to merge the Job's runtime env"):
+                        raise
+                    # the job was submitted with a setup hook of its own (Ray merges no two): the user's wins
+                    del kwargs["runtime_env"]
+                    ray.init(address=address, **kwargs)
             else:
                 if num_cpus:
                     # Ray caps parallel worker start-ups at the physical cores (2 here) and prints a warning each

@@ -9,7 +9,10 @@ import warnings
 
 import pytest
 
+from onlyif.gc_tuning import raise_gc_thresholds
 from tests._machine import cpu_counters, describe
+
+raise_gc_thresholds()  # the test processes import torch, Ray and the rest too (as `onlyif` commands do)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")

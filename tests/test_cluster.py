@@ -63,8 +63,11 @@ def _cluster(tmp_path: Path, *args: str):
         )
 
 
-def _submit(env: dict, working_dir: Path | None, *entrypoint: str, timeout: float = 600) -> str:
+def _submit(
+    env: dict, working_dir: Path | None, *entrypoint: str, timeout: float = 600, runtime_env: dict | None = None
+) -> str:
     shipped = ["--working-dir", str(working_dir)] if working_dir else []
+    shipped += ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []
     job = subprocess.run(
         [BIN / "ray", "job", "submit", *shipped, "--", *entrypoint],
         capture_output=True,
@@ -195,8 +198,10 @@ def test_job_submit_smoke_sweep_on_two_nodes_logs_to_mlflow_and_s3(ray_cluster, 
         assert make_report(out, log_to_mlflow=False)["trials"] == 1  # `onlyif report` reads Tune's experiment there
         metrics_key = f"tune/sweep_main/trials/{trial}/metrics.jsonl"
         metrics = s3.get_object(Bucket="onlyif", Key=metrics_key)["Body"].read()
-        # --resume of the finished sweep restores Tune from the URI and trains nothing again
-        _submit(env, REPO, "python", "jobs/sweep.py", "--resume", str(out))
+        # --resume of the finished sweep restores Tune from the URI and trains nothing again; the job's own worker
+        # setup hook (Ray merges no two) is kept and ours left out
+        hook = {"worker_process_setup_hook": "gc.collect"}
+        _submit(env, REPO, "python", "jobs/sweep.py", "--resume", str(out), runtime_env=hook)
         assert s3.get_object(Bucket="onlyif", Key=metrics_key)["Body"].read() == metrics
 
         # the same mixture built on the two nodes (its record tasks on both) has the same bytes

@@ -1,4 +1,5 @@
-"""Starting Ray: a command without ``RAY_ADDRESS`` starts its own local Ray, whatever else runs on the machine."""
+"""Starting Ray: a command without ``RAY_ADDRESS`` starts its own local Ray, whatever else runs on the machine; its
+workers, like the command itself, raise their garbage-collection thresholds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from onlyif.gc_tuning import THRESHOLDS
 from onlyif.local_cluster import processes_in
 from tests._ports import free_port
 
@@ -53,3 +55,19 @@ def test_a_ray_start_cluster_on_the_machine_is_not_joined_without_ray_address():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_ray_workers_and_onlyif_commands_raise_the_gc_thresholds(ray_cluster):
+    """Every Ray worker of a job ``init_ray`` started or joined (Ray's setup hook) and the ``onlyif`` command's own
+    process (a fresh Python starts at CPython's 700, 10, 10)."""
+
+    @ray_cluster.remote
+    def thresholds() -> tuple[int, int, int]:
+        import gc
+
+        return gc.get_threshold()
+
+    assert ray_cluster.get(thresholds.remote()) == THRESHOLDS
+    command = "import gc; from onlyif.cli import main; main([]); print(gc.get_threshold())"
+    run = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
+    assert run.stdout.splitlines()[-1] == str(THRESHOLDS), run.stdout[-2000:] + run.stderr[-2000:]
