@@ -1,7 +1,9 @@
 """Benchmark: examples/s of ``onlyif generate`` (Ray Data, 2 CPUs) vs a single-process pure-Python generator.
 
 Both build 10⁶ training examples of the paper's main setting (input 50, pattern 20, alphabet 8, I = 1000,
-no-op share 0.2) and write them as parquet, in the same run. Ray start-up is timed separately.
+no-op share 0.2) and write them as parquet, in the same run. Ray start-up is timed separately. The reference runs
+in this process with the garbage-collection thresholds ``onlyif`` gives its own processes and Ray workers
+(:mod:`onlyif.gc_tuning`; its million row dicts would otherwise pay CPython's full collections).
 
     .venv/bin/python bench/generate.py [--examples 1000000] [--cpus 2] [--repeat 3]
 
@@ -27,6 +29,7 @@ from reference_generator import reference_examples  # noqa: E402
 
 from onlyif.config import validate_config  # noqa: E402
 from onlyif.data.generate import generate_dataset  # noqa: E402
+from onlyif.gc_tuning import raise_gc_thresholds  # noqa: E402
 from onlyif.ray_utils import init_ray  # noqa: E402
 from onlyif.tasks.config import TaskConfig  # noqa: E402
 
@@ -39,6 +42,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="time each side N times (interleaved), keep the fastest")
     args = ap.parse_args()
     n, n_ref = args.examples, args.reference_examples or args.examples
+    raise_gc_thresholds()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cfg = validate_config(
         TaskConfig,

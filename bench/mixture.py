@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from onlyif.config import validate_config  # noqa: E402
 from onlyif.data.mixture import build_mixture  # noqa: E402
 from onlyif.data.mixture_config import MixtureConfig  # noqa: E402
+from onlyif.gc_tuning import raise_gc_thresholds  # noqa: E402
 from onlyif.mixing.decontam import NgramIndex, humaneval_path, read_eval_items  # noqa: E402
 from onlyif.mixing.dedup import exact_duplicates, minhash_signatures, near_duplicates  # noqa: E402
 from onlyif.mixing.kcenter import k_center, k_center_naive  # noqa: E402
@@ -363,6 +364,7 @@ def main() -> None:
     ap.add_argument("--no-store-sampler", action="store_true", help=argparse.SUPPRESS)  # internal, with --driver-rss
     ap.add_argument("--nice", type=int, default=15, help="niceness of this process (Ray runs its workers at 15)")
     args = ap.parse_args()
+    raise_gc_thresholds()  # the baseline in this process as onlyif runs its own (onlyif.gc_tuning)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.driver_rss:
         return driver_rss(

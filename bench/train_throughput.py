@@ -30,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from onlyif.gc_tuning import raise_gc_thresholds  # noqa: E402
 from onlyif.tasks.config import TaskConfig  # noqa: E402
 from onlyif.train.config import TrainConfig  # noqa: E402
 from tests._machine import cpu_counters  # noqa: E402
@@ -214,6 +215,7 @@ def main() -> None:
         "--poll", type=float, default=None, help="Ray Train's worker poll interval, s (default: the trainer's, 0.2)"
     )
     args = parser.parse_args()
+    raise_gc_thresholds()  # the baseline in this process as onlyif runs its own (onlyif.gc_tuning)
     if args.poll is not None:
         os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(args.poll)
     else:
