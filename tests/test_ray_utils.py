@@ -4,6 +4,7 @@ workers, like the command itself, raise their garbage-collection thresholds."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from onlyif.gc_tuning import THRESHOLDS
+from onlyif.gc_tuning import THRESHOLDS, raise_gc_thresholds
 from onlyif.local_cluster import processes_in
 from tests._ports import free_port
 
@@ -71,3 +72,18 @@ def test_ray_workers_and_onlyif_commands_raise_the_gc_thresholds(ray_cluster):
     command = "import gc; from onlyif.cli import main; main([]); print(gc.get_threshold())"
     run = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
     assert run.stdout.splitlines()[-1] == str(THRESHOLDS), run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_gc_thresholds_are_raised_but_a_higher_setting_or_collection_off_is_kept():
+    before = gc.get_threshold()
+    try:
+        for start, expected in [
+            ((700, 10, 10), THRESHOLDS),
+            ((50_000, 5, 50), (50_000, 10, 50)),
+            ((0, 5, 50), (0, 5, 50)),
+        ]:
+            gc.set_threshold(*start)
+            raise_gc_thresholds()
+            assert gc.get_threshold() == expected, start
+    finally:
+        gc.set_threshold(*before)
