@@ -39,8 +39,12 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
     from ray.data import DataContext
 
     if not ray.is_initialized():
-        kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
-        kwargs["runtime_env"] = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
+        kwargs = {
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "configure_logging": True,
+            "runtime_env": {"worker_process_setup_hook": WORKER_SETUP_HOOK},
+        }
         address = os.environ.get("RAY_ADDRESS")
         if address:
             _check_reachable(address)
