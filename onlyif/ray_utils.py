@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -17,6 +18,8 @@ LOCAL_RAY_ENV = "ONLYIF_LOCAL_RAY"
 """Set by :func:`init_ray` before it starts a local Ray, so that the Ray workers (Tune trials) inherit it."""
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
 """Where a Ray process's State API calls go (Ray reads it)."""
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+"""Where Ray's job supervisor puts a submitted job's config (its runtime env) for the job's driver."""
 
 
 def started_here() -> bool:
@@ -39,25 +42,15 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
     from ray.data import DataContext
 
     if not ray.is_initialized():
-        kwargs = {
-            "log_to_driver": False,
-            "logging_level": logging.WARNING,
-            "configure_logging": True,
-            "runtime_env": {"worker_process_setup_hook": WORKER_SETUP_HOOK},
-        }
+        kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+        if not _job_has_setup_hook():  # Ray merges no two hooks (or, told to override, drops the job's): theirs wins
+            kwargs["runtime_env"] = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
         address = os.environ.get("RAY_ADDRESS")
         if address:
             _check_reachable(address)
         try:
             if address:
-                try:
-                    ray.init(address=address, **kwargs)
-                except ValueError as exc:
-                    if not str(exc).startswith("Failed to merge the Job's runtime env"):
-                        raise
-                    # the job was submitted with a setup hook of its own (Ray merges no two): the user's wins
-                    del kwargs["runtime_env"]
-                    ray.init(address=address, **kwargs)
+                ray.init(address=address, **kwargs)
             else:
                 if num_cpus:
                     # Ray caps parallel worker start-ups at the physical cores (2 here) and prints a warning each
@@ -89,6 +82,16 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def _job_has_setup_hook() -> bool:
+    """Whether this process is the driver of a job submitted with a worker setup hook of its own (``ray job submit
+    --runtime-env-json``): Ray's job supervisor hands the driver the job's runtime env in ``JOB_CONFIG_ENV``."""
+    try:
+        runtime_env = json.loads(os.environ.get(JOB_CONFIG_ENV) or "{}").get("runtime_env") or {}
+        return bool(runtime_env.get("worker_process_setup_hook"))
+    except (ValueError, AttributeError):  # not Ray's JSON: Ray itself will refuse it
+        return False
 
 
 @contextlib.contextmanager

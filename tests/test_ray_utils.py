@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import shutil
 import signal
@@ -72,6 +73,38 @@ def test_ray_workers_and_onlyif_commands_raise_the_gc_thresholds(ray_cluster):
     command = "import gc; from onlyif.cli import main; main([]); print(gc.get_threshold())"
     run = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
     assert run.stdout.splitlines()[-1] == str(THRESHOLDS), run.stdout[-2000:] + run.stderr[-2000:]
+
+
+JOB_DRIVER = """
+import json
+
+import ray
+
+from onlyif.ray_utils import init_ray
+
+init_ray(progress=False)
+
+
+@ray.remote
+def collector() -> tuple:
+    import gc
+
+    return gc.isenabled(), gc.get_threshold()
+
+
+print(json.dumps(ray.get(collector.remote())))
+"""
+
+
+def test_a_job_submitted_with_a_setup_hook_of_its_own_keeps_it(ray_cluster):
+    """The driver of a job submitted with its own worker setup hook (Ray's job supervisor hands the driver the job's
+    runtime env) passes none of ours — not even where Ray is told to let the driver's runtime env win."""
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address, RAY_OVERRIDE_JOB_RUNTIME_ENV="1")
+    env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": {"worker_process_setup_hook": "gc.disable"}})
+    run = subprocess.run([sys.executable, "-c", JOB_DRIVER], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    enabled, thresholds = json.loads(run.stdout.splitlines()[-1])
+    assert not enabled and tuple(thresholds) != THRESHOLDS  # the job's hook ran in its worker, ours did not
 
 
 def test_gc_thresholds_are_raised_but_a_higher_setting_or_collection_off_is_kept():
