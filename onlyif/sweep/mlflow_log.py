@@ -51,23 +51,17 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in numeric(result).items() if k not in _TUNE_KEYS and not k.startswith("config/")}
 
 
-def ensure_experiment(uri: str, name: str, artifacts: Path | None = None) -> str:
-    """The id of experiment ``name`` (created when missing, storing artifacts under ``artifacts`` if given,
-    instead of MLflow's default ``./mlruns`` in whatever the working directory is)."""
-    from onlyif.mlflow_store import open_client
-
-    client = open_client(uri)
+def ensure_experiment(client: Any, name: str, artifacts: Path | None = None) -> str:
+    """The id of experiment ``name`` in ``client``'s store (created when missing, storing artifacts under
+    ``artifacts`` if given, instead of MLflow's default ``./mlruns`` in whatever the working directory is)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     return client.create_experiment(name, artifact_location=artifacts.resolve().as_uri() if artifacts else None)
 
 
-def start_parent_run(uri: str, experiment_id: str, name: str, params: dict[str, Any]) -> str:
+def start_parent_run(client: Any, experiment_id: str, name: str, params: dict[str, Any]) -> str:
     """Create the sweep's parent run with the flattened sweep config as params; returns its id."""
-    from onlyif.mlflow_store import open_client
-
-    client = open_client(uri)
     run = client.create_run(experiment_id, run_name=name, tags={"onlyif.kind": "sweep"})
     log_params(client, run.info.run_id, params)
     return run.info.run_id

@@ -250,11 +250,11 @@ def _start_mlflow(cfg: SweepConfig, exp_dir: Path, uri: str) -> dict[str, Any]:
 
     local = uri.startswith("sqlite:///")  # a local store: keep its artifacts beside it, in the experiment folder
     try:
-        experiment_id = ensure_experiment(
-            uri, cfg.mlflow.experiment or cfg.name, exp_dir / "mlartifacts" if local else None
-        )
-        parent = start_parent_run(uri, experiment_id, cfg.name, cfg.to_dict())
         client = open_client(uri)
+        experiment_id = ensure_experiment(
+            client, cfg.mlflow.experiment or cfg.name, exp_dir / "mlartifacts" if local else None
+        )
+        parent = start_parent_run(client, experiment_id, cfg.name, cfg.to_dict())
         try:
             client.log_artifact(parent, str(exp_dir / CONFIG_FILE))
             client.log_artifact(parent, str(exp_dir / GRID_FILE))
