@@ -18,8 +18,6 @@ LOCAL_RAY_ENV = "ONLYIF_LOCAL_RAY"
 """Set by :func:`init_ray` before it starts a local Ray, so that the Ray workers (Tune trials) inherit it."""
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
 """Where a Ray process's State API calls go (Ray reads it)."""
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-"""Where Ray's job supervisor puts a submitted job's config (its runtime env) for the job's driver."""
 
 
 def started_here() -> bool:
@@ -86,9 +84,11 @@ def init_ray(num_cpus: int | None = None, progress: bool = True, dashboard: bool
 
 def _job_has_setup_hook() -> bool:
     """Whether this process is the driver of a job submitted with a worker setup hook of its own (``ray job submit
-    --runtime-env-json``): Ray's job supervisor hands the driver the job's runtime env in ``JOB_CONFIG_ENV``."""
+    --runtime-env-json``): Ray's job supervisor hands the driver the job's config, the variable ``ray.init`` reads."""
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
     try:
-        runtime_env = json.loads(os.environ.get(JOB_CONFIG_ENV) or "{}").get("runtime_env") or {}
+        runtime_env = json.loads(os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR) or "{}").get("runtime_env") or {}
         return bool(runtime_env.get("worker_process_setup_hook"))
     except (ValueError, AttributeError):  # not Ray's JSON: Ray itself will refuse it
         return False

@@ -99,8 +99,10 @@ print(json.dumps(ray.get(collector.remote())))
 def test_a_job_submitted_with_a_setup_hook_of_its_own_keeps_it(ray_cluster):
     """The driver of a job submitted with its own worker setup hook (Ray's job supervisor hands the driver the job's
     runtime env) passes none of ours — not even where Ray is told to let the driver's runtime env win."""
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
     env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address, RAY_OVERRIDE_JOB_RUNTIME_ENV="1")
-    env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": {"worker_process_setup_hook": "gc.disable"}})
+    env[RAY_JOB_CONFIG_JSON_ENV_VAR] = json.dumps({"runtime_env": {"worker_process_setup_hook": "gc.disable"}})
     run = subprocess.run([sys.executable, "-c", JOB_DRIVER], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     enabled, thresholds = json.loads(run.stdout.splitlines()[-1])
