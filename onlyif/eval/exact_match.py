@@ -103,7 +103,12 @@ def items_nll(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size:
     from onlyif.lm.loss import response_nll
 
     return response_nll(
-        model, [it["prompt_ids"] for it in items], [it["response_ids"] for it in items], codec.pad_id, batch_size
+        model,
+        [it["prompt_ids"] for it in items],
+        [it["response_ids"] for it in items],
+        codec.pad_id,
+        batch_size,
+        desc="loss",
     )
 
 

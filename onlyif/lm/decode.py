@@ -3,6 +3,7 @@ left-padded prompts sorted by length, each row stopping at EOS, its budget or a 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ def greedy_decode(
 ) -> list[list[int]]:
     """Greedy continuations of ``prompts`` (token ids), each cut after EOS or its ``max_new_tokens``: exact
     match's entry point into :func:`decode`."""
-    return decode(model, prompts, max_new_tokens, eos_id, pad_id, batch_size=batch_size)
+    return decode(model, prompts, max_new_tokens, eos_id, pad_id, batch_size=batch_size, desc="exact match")
 
 
 def decode(
@@ -36,6 +37,7 @@ def decode(
     top_p: float = 1.0,
     seed: int | Sequence[int] = 0,
     stop_check: StopCheck | None = None,
+    desc: str = "decode",
 ) -> list[list[int]]:
     """Continuations of ``prompts`` (token ids): greedy at ``temperature`` 0, else sampled from the softmax at that
     temperature restricted to the ``top_p`` nucleus.
@@ -48,8 +50,11 @@ def decode(
 
     Sampling draws row ``i``'s uniforms from its own generator seeded with ``seed[i]`` (an int ``seed`` gives
     ``row_seed(seed, i)``), so a row's tokens depend on its seed and logits only, not on the rest of its batch.
+
+    On a terminal a progress bar (``desc``) counts the decoded rows, batch by batch.
     """
     import torch
+    from tqdm import tqdm
 
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"decode: temperature must be >= 0 and top_p in (0, 1] (got {temperature}, {top_p})")
@@ -62,6 +67,7 @@ def decode(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    bar = tqdm(total=n, desc=desc, unit="row", disable=n == 0 or not sys.stderr.isatty(), leave=False)
     try:
         with torch.inference_mode():
             for idx in decode_batches(prompts, budgets, batch_size):
@@ -76,7 +82,9 @@ def decode(
                 )
                 for i, row in zip(idx, rows, strict=True):
                     out[i] = row
+                bar.update(len(idx))
     finally:
+        bar.close()
         model.train(was_training)
     return out
 

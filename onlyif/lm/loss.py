@@ -6,6 +6,7 @@ reference answer word for word, so mixture sweeps also compare this loss (lower 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,12 +15,19 @@ LOGIT_BUDGET = 1 << 26
 
 
 def response_nll(
-    model: Any, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, batch_size: int
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int,
+    desc: str = "score",
 ) -> tuple[list[float], list[int]]:
-    """Per example: the summed NLL (nats) of its response tokens and how many tokens were scored."""
+    """Per example: the summed NLL (nats) of its response tokens and how many tokens were scored. On a terminal a
+    progress bar (``desc``) counts the scored examples."""
     import numpy as np
     import torch
     import torch.nn.functional as F
+    from tqdm import tqdm
 
     from onlyif.lm.batches import IGNORE_INDEX, collate
 
@@ -30,6 +38,7 @@ def response_nll(
     nll, count = [0.0] * len(seqs), [0] * len(seqs)
     was_training = model.training
     model.eval()
+    bar = tqdm(total=len(seqs), desc=desc, unit="ex", disable=not seqs or not sys.stderr.isatty(), leave=False)
     try:
         with torch.inference_mode():
             start = 0
@@ -50,6 +59,8 @@ def response_nll(
                 for j, i in enumerate(idx):
                     nll[i], count[i] = sums[j], int(scored[j])
                 start += len(idx)
+                bar.update(len(idx))
     finally:
+        bar.close()
         model.train(was_training)
     return nll, count

@@ -4,7 +4,9 @@ errors a user can hit. Real tiny random-weight Llamas with a byte-level BPE trai
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 
 import pytest
 import torch
@@ -89,6 +91,28 @@ def test_sampling_is_seeded_per_row_and_top_p_narrows_to_greedy(lm):
     assert decode(model, prompts, 16, 2, 0, temperature=1.0, top_p=1e-6, seed=3) == greedy
     with pytest.raises(ValueError, match="top_p"):
         decode(model, prompts, 4, 2, 0, top_p=0.0)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_decoding_and_scoring_show_progress_on_a_terminal_only(lm, monkeypatch, tty):
+    from onlyif.lm.loss import response_nll
+
+    model, tok = lm
+    prompts = _prompts(tok)
+    stderr = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    decode(model, prompts, 4, 2, 0, batch_size=2, desc="generate")
+    response_nll(model, prompts, [p[:3] for p in prompts], 0, batch_size=2, desc="humaneval")
+    shown = stderr.getvalue()
+    if tty:
+        assert "generate:" in shown and "/4 [" in shown and "humaneval:" in shown, shown
+    else:
+        assert shown == ""
 
 
 def test_stop_check_ends_one_row_and_the_others_continue(lm):

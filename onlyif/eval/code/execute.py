@@ -42,7 +42,7 @@ def run_programs(
     results: list[ExecResult | None] = [None] * n
     lock, stop = threading.Lock(), threading.Event()
     todo = iter(range(n))
-    bar = tqdm(total=n, desc=desc, unit="prog", disable=not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=n, desc=desc, unit="prog", disable=n == 0 or not sys.stderr.isatty(), leave=False)
 
     def lane(slot: int) -> None:
         while not stop.is_set():

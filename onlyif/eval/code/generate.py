@@ -222,6 +222,7 @@ def decode_rows(lm: Any, tokenizer: Any, rows: list[GenRow], gen: GenerationConf
         top_p=gen.top_p,
         seed=[r.seed for r in rows],
         stop_check=stop,
+        desc="generate",
     )
     return [text(ids) for ids in outputs]
 

@@ -109,7 +109,9 @@ class ChoiceTask(Task):
                 contexts.append(c_ids)
                 continuations.append(cont_ids)
             examples.append((i, row, conts, gold, context))
-        nll, counts = response_nll(ctx.model, contexts, continuations, ctx.codec.pad_id, ctx.batch_size)
+        nll, counts = response_nll(
+            ctx.model, contexts, continuations, ctx.codec.pad_id, ctx.batch_size, desc=self.name
+        )
         records, k = [], 0
         hits = {"accuracy": 0, "accuracy_norm": 0}
         for i, row, conts, gold, _ in examples:

@@ -216,6 +216,7 @@ class QATask(Task):
             ctx.codec.pad_id,
             batch_size=ctx.batch_size,
             stop_check=lambda i, g: g[-1] in ends or on_strings(i, g),
+            desc=self.name,
         )
         extract = extract_number if cfg.extract == "number" else extract_boxed
         records, correct = [], 0
