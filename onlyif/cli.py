@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     raise_gc_thresholds()  # before the subcommand imports torch, Ray and the rest
     # Quiet by default: MLflow's INFO lines (database set-up, run links) only when asked for.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if not sys.stderr.isatty():
+        # Hugging Face's progress bars (transformers' "Loading weights", downloads) only on a terminal, as ours:
+        # none in log files (`ray job logs`, CI). The local Ray workers a command starts inherit it.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not os.environ.get("RAY_ADDRESS"):
         # A local Ray cluster uses token authentication (Ray's default for a new local cluster, token in
         # ~/.ray/auth_token, made on first use), said explicitly so that Ray does not warn about it at every start;

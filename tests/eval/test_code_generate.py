@@ -5,7 +5,9 @@ errors a user can hit. Real tiny random-weight Llamas with a byte-level BPE trai
 from __future__ import annotations
 
 import io
+import json
 import logging
+import subprocess
 import sys
 
 import pytest
@@ -261,6 +263,16 @@ def test_chat_template_path(chat_model, base_model):
     assert off == generate_samples(base_model, problems, gen, device="cpu")  # same weights and vocabulary
     with pytest.raises(OnlyIfError, match="no chat template"):
         generate_samples(base_model, problems, gen.model_copy(update={"chat": "on"}), device="cpu")
+
+
+def test_the_cli_writes_no_progress_bars_into_a_log(base_model, tmp_path):
+    """Not on a terminal (a log file, `ray job logs`): no bar of ours or of Hugging Face's ("Loading weights")."""
+    argv = ["eval", "code", "--benchmark", "humaneval", "--model", str(base_model), "--max-problems", "2"]
+    argv += ["--max-new-tokens", "8", "--out", str(tmp_path / "o")]
+    done = subprocess.run([sys.executable, "-m", "onlyif.cli", *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1].startswith("pass@1 = ")
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["n_samples"] == 2
 
 
 def test_ray_data_actors_equal_in_process(ray_cluster, chat_model):
