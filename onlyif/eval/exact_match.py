@@ -45,7 +45,9 @@ def _get(rows: dict[str, Sequence], key: str, i: int) -> Any:
     return None if col is None else col[i]
 
 
-def generate_records(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int) -> list[dict[str, Any]]:
+def generate_records(
+    model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int, desc: str = "exact match"
+) -> list[dict[str, Any]]:
     """Decode every item greedily and mark exact matches (``ok``) with what the model produced (``got``)."""
     gens = greedy_decode(
         model,
@@ -54,6 +56,7 @@ def generate_records(model: Any, codec: Codec, items: list[dict[str, Any]], batc
         eos_id=codec.eos_id,
         pad_id=codec.pad_id,
         batch_size=batch_size,
+        desc=desc,
     )
     records = []
     for it, ids in zip(items, gens, strict=True):
@@ -98,7 +101,9 @@ def summarize(records: list[dict[str, Any]], failures: int = 20) -> dict[str, An
     return out
 
 
-def items_nll(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int) -> tuple[list[float], list[int]]:
+def items_nll(
+    model: Any, codec: Codec, items: list[dict[str, Any]], batch_size: int, desc: str = "loss"
+) -> tuple[list[float], list[int]]:
     """Per item: the summed response-token NLL and the number of tokens scored (see :mod:`onlyif.lm.loss`)."""
     from onlyif.lm.loss import response_nll
 
@@ -108,7 +113,7 @@ def items_nll(model: Any, codec: Codec, items: list[dict[str, Any]], batch_size:
         [it["response_ids"] for it in items],
         codec.pad_id,
         batch_size,
-        desc="loss",
+        desc=desc,
     )
 
 
@@ -148,6 +153,6 @@ def evaluate_exact_match(
         raise OnlyIfError("evaluate_exact_match: an in-memory model needs its codec")
     rows = read_rows(data_dir, split, max_examples)
     items = eval_items(codec, rows)
-    records = generate_records(model, codec, items, batch_size)
-    nll, tokens = (sum(x) for x in items_nll(model, codec, items, batch_size))
+    records = generate_records(model, codec, items, batch_size, desc=split)
+    nll, tokens = (sum(x) for x in items_nll(model, codec, items, batch_size, desc=f"{split} loss"))
     return {"split": split, **summarize(records, failures), "loss": nll / tokens if tokens else None}

@@ -20,10 +20,11 @@ def greedy_decode(
     eos_id: int,
     pad_id: int,
     batch_size: int = 256,
+    desc: str = "exact match",
 ) -> list[list[int]]:
     """Greedy continuations of ``prompts`` (token ids), each cut after EOS or its ``max_new_tokens``: exact
     match's entry point into :func:`decode`."""
-    return decode(model, prompts, max_new_tokens, eos_id, pad_id, batch_size=batch_size, desc="exact match")
+    return decode(model, prompts, max_new_tokens, eos_id, pad_id, batch_size=batch_size, desc=desc)
 
 
 def decode(
@@ -200,8 +201,8 @@ def _decode_batch(
         )
         cache = outputs.cache
         logits = outputs.logits[:, -1, :]
-        nxt = logits.argmax(-1) if pick is None else pick(logits, t, alive)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        picked = logits.argmax(-1) if pick is None else pick(logits, t, alive)
+        nxt = torch.where(done, torch.full_like(picked, pad_id), picked)
         generated[alive, t] = nxt
         done = done | (nxt == eos_id) | (budget <= t + 1)
         if stop_check is not None:
@@ -214,7 +215,8 @@ def _decode_batch(
         if n_done == len(done):
             steps = t + 1
             break
-        step_ids = nxt[:, None]
+        # An ended row is fed its own pick, never read: fed padding, HF models warn of an unmasked pad token.
+        step_ids = picked[:, None]
         if 2 * n_done >= len(done):  # half the rows finished: drop them rather than decode padding for them
             keep = (~done).nonzero().squeeze(1)
             cache.reorder_cache(keep)

@@ -117,6 +117,26 @@ def test_decoding_and_scoring_show_progress_on_a_terminal_only(lm, monkeypatch, 
         assert shown == ""
 
 
+def test_rows_that_ended_feed_no_padding_into_the_model():
+    """An unpadded batch whose rows end at different steps: the finished rows' inputs are never the pad token (HF's
+    GPT-2 warns of unmasked padding when it sees one), and the other rows decode as alone."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=32, n_positions=32, n_embd=16, n_layer=1, n_head=2, bos_token_id=1, eos_token_id=1)
+    model = GPT2LMHeadModel(config).eval()
+    # row 0 ends after its first token; the batch keeps it (fewer than half have ended) for 5 more steps
+    prompts, budgets = [[3 + i, 4 + i, 5 + i] for i in range(0, 15, 3)], [1, 6, 6, 6, 6]
+    first = decode(model, prompts, budgets, eos_id=1, pad_id=0, batch_size=5)
+    pad = min(set(range(2, 32)) - {t for row in first + prompts for t in row})  # a token the model never picks here
+    fed = []
+    model.register_forward_pre_hook(lambda _, args, kw: fed.append(kw["input_ids"]), with_kwargs=True)
+    got = decode(model, prompts, budgets, eos_id=1, pad_id=pad, batch_size=5)
+    assert got == first and [len(r) for r in got] == budgets  # random weights: no EOS within these budgets
+    assert len(fed) == 6 and not any((ids == pad).any() for ids in fed)
+    assert [decode(model, [p], b, 1, pad)[0] for p, b in zip(prompts, budgets, strict=True)] == got
+
+
 def test_stop_check_ends_one_row_and_the_others_continue(lm):
     model, tok = lm
     prompts = _prompts(tok)
