@@ -80,6 +80,7 @@ def run_training(
     callbacks: list | None = None,
     experiment_name: str | None = None,
     eval_data: list[str | os.PathLike] | None = None,
+    progress: bool = False,
 ) -> TrainOutcome:
     """Train ``cfg`` on ``DATA/train`` with Ray Train + DeepSpeed, evaluating exact match and loss on the test splits.
 
@@ -87,6 +88,7 @@ def run_training(
     ``RunConfig`` callbacks (e.g. Tune's ``TuneReportCallback`` when called inside a Tune trial).
     ``experiment_name`` names the MLflow experiment (default ``cfg.mlflow_experiment``). ``eval_data`` lists other
     dataset folders to take eval splits from (e.g. held-out sets beside a mixture that has only ``train``).
+    ``progress`` shows the run's reports on the console as they come (:mod:`onlyif.train.progress`).
     """
     from onlyif.ray_utils import init_ray
     from onlyif.storage import is_uri, local_path
@@ -123,7 +125,7 @@ def run_training(
     sources = [u or str(p) for u, p in zip(named, [data, *evals], strict=True)]
     run_info = {"data": sources[0], "eval_data": sources[1:], "kind": kind}
     _start_run_folder(cfg, out, remote, resume, run_info)
-    result, seconds = _fit(cfg, loop_config, shards, out, remote, callbacks, experiment_name, sources)
+    result, seconds = _fit(cfg, loop_config, shards, out, remote, callbacks, experiment_name, sources, progress)
 
     if remote:
         model_dir, ckpt_path = publish_remote(result.checkpoint, out, remote)
@@ -231,12 +233,14 @@ def _fit(
     callbacks: list | None,
     experiment_name: str | None,
     sources: list[str],
+    progress: bool,
 ) -> tuple[Any, float]:
     """Run the ``TorchTrainer`` (inside an MLflow run when ``cfg.mlflow``); its result and wall time."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from onlyif.train.tracking import MetricsCallback, end_mlflow_run, start_mlflow_run
+    from onlyif.train.progress import TrainProgress
+    from onlyif.train.tracking import METRICS_FILE, MetricsCallback, end_mlflow_run, start_mlflow_run
     from onlyif.train.user_errors import StopOnUserError
 
     mlflow_uri = run_id = None
@@ -290,10 +294,12 @@ def _fit(
         # A local Ray this command started is one node that nothing drains: Ray Train's preemption watcher (an actor
         # per run, polling for node drains) would only take a process start from the two training workers.
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    shown = TrainProgress(out / METRICS_FILE, loop_config["total_steps"], cfg.epochs) if progress else None
     t0 = time.perf_counter()
     ok = False
     try:
-        result = trainer.fit()
+        with shown or contextlib.nullcontext():
+            result = trainer.fit()
         ok = True
     except Exception as exc:
         found = user_error(exc)

@@ -64,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = validate_config(TrainConfig, apply_overrides(raw, args.overrides), str(cfg_file))
         info = json.loads(run_text)
         data = args.data or info["data"]
-        outcome = run_training(cfg, data, run_dir, resume=True, eval_data=args.eval_data or info.get("eval_data"))
+        evals = args.eval_data or info.get("eval_data")
+        outcome = run_training(cfg, data, run_dir, resume=True, eval_data=evals, progress=True)
     else:
         if not args.data or not args.out:
             raise OnlyIfError("--data DIR and --out RUN_DIR are required (or --resume RUN_DIR)")
         cfg = load_config(TrainConfig, args.config, args.overrides)
-        outcome = run_training(cfg, args.data, args.out, eval_data=args.eval_data)
+        outcome = run_training(cfg, args.data, args.out, eval_data=args.eval_data, progress=True)
     shown = {
         k: round(v, 4)
         for k, v in outcome.metrics.items()

@@ -175,7 +175,7 @@ def test_a_workers_user_error_ends_the_run_without_retries(tmp_path):
     assert attempts.read_text().splitlines() == ["attempt"] * 2  # one try of the 2 workers, no restart
 
 
-def test_pretrained_model_on_text_data_via_cli_with_zero1_bf16(tmp_path):
+def test_pretrained_model_on_text_data_via_cli_with_zero1_bf16(tmp_path, capsys):
     from onlyif.cli import main
     from tests._train_fixtures import TEXT_CORPUS, tiny_hf_model, write_split
 
@@ -201,6 +201,12 @@ def test_pretrained_model_on_text_data_via_cli_with_zero1_bf16(tmp_path):
     for kv in ("deepspeed.zero_stage=1", "deepspeed.bf16=true", "log_every_steps=2"):
         args += ["--set", kv]
     assert main(args) == 0
+    # progress on the console (not a terminal here: plain lines) and the JSON result last on stdout
+    out, err = capsys.readouterr()
+    assert json.loads(out[out.index("{\n") :])["run_dir"] == str(tmp_path / "run")  # after DeepSpeed's line, if any
+    shown = [line for line in err.splitlines() if line.startswith("train: ")]
+    assert shown[0].startswith("train: epoch 1/1  step 2/5  loss "), err
+    assert shown[-1].startswith("train: epoch 1/1  step 5/5  loss ") and "  test_seen/exact_match " in shown[-1], err
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")).__name__ == "LlamaForCausalLM"
