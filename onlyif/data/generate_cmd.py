@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from onlyif.cli import add_config_arguments
 from onlyif.config import load_config
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["none", "zstd", "snappy", "lz4", "gzip", "brotli"],
         help="parquet codec (default: none — fastest; zstd makes the files ~2.6x smaller at ~3x the write time)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal only)")
     # Deprecated spelling (before --no-progress was the one flag of every command); also drops the summary.
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         overwrite=args.overwrite,
         num_blocks=args.num_blocks,
-        progress=not (args.no_progress or args.quiet),
+        progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),  # none in a log file
         compression=args.compression,
     )
     if not args.quiet:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from onlyif.cli import add_config_arguments
 
@@ -13,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, metavar="DIR", help="output directory or s3://… URI (parquet + manifest.json)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (shown on a terminal only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from onlyif.storage import build_at, is_uri
 
     cfg = load_config(MixtureConfig, args.config, args.overrides)
-    progress = not args.no_progress
+    progress = not args.no_progress and sys.stderr.isatty()  # bars on a terminal, none in a log file
     if is_uri(args.out):  # built here (its writers run on this node), then published, manifest.json last
         _, manifest = build_at(args.out, lambda d: build_mixture(cfg, d, progress=progress), args.overwrite)
     else:

@@ -24,8 +24,10 @@ used by the sweep's cache, :mod:`onlyif.sweep.datasets`); the steps themselves l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +123,23 @@ def _k_center_picks(cfg: MixtureConfig, src: SourceConfig, available: int, k: in
     from onlyif.data.kcenter_ray import k_center_sharded
 
     log.info("k-center: embedding %d candidates of %s", available, src.name)
-    emb = embed_in_order(texts, cfg.embed)
+    with _no_false_hang_warning():
+        emb = embed_in_order(texts, cfg.embed)
     with tqdm(total=k, desc=f"k-center {src.name}", disable=not progress, leave=False) as bar:
         return k_center_sharded(emb, k, seed=cfg.seed, progress=lambda j: bar.update(j - bar.n))
+
+
+@contextlib.contextmanager
+def _no_false_hang_warning() -> Iterator[None]:
+    """Ray Data warns that a dataset "will hang" when it starts while no CPU is free. The embedding starts while the
+    census/dedup/sort tasks still hold the CPUs, and runs once they end: not a hang, so not said."""
+    ray_data = logging.getLogger("ray.data.dataset")
+    drop = lambda record: "does not have any available CPUs" not in record.getMessage()  # noqa: E731
+    ray_data.addFilter(drop)
+    try:
+        yield
+    finally:
+        ray_data.removeFilter(drop)
 
 
 def _source_stats(counts: np.ndarray, available: int, requested: int, selection: str):

@@ -213,3 +213,26 @@ def test_stream_interleave_spreads_sources_evenly_whatever_the_chunks():
         assert np.concatenate(parts).tolist() == whole.tolist()
     with pytest.raises(ValueError, match="2 rows asked, 1 left"):
         next_sources([1], [0], 2)
+
+
+def test_ray_datas_hang_warning_is_dropped_only_while_the_embedding_waits_for_the_graph():
+    import logging
+
+    from onlyif.data.mixture import _no_false_hang_warning
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    seen: list[str] = []
+    ray_data, handler = logging.getLogger("ray.data.dataset"), Kept(logging.WARNING)
+    ray_data.addHandler(handler)  # on the logger itself: Ray's logging set-up may stop propagation above it
+    hang = "Warning: The Ray cluster currently does not have any available CPUs. The Dataset job will hang"
+    try:
+        with _no_false_hang_warning():
+            ray_data.warning(hang)
+            ray_data.warning("another warning")
+        ray_data.warning(hang)
+    finally:
+        ray_data.removeHandler(handler)
+    assert seen == ["another warning", hang]
