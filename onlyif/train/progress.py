@@ -5,6 +5,7 @@ Written to stderr: stdout keeps the command's JSON result."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -23,9 +24,18 @@ def _shown(rec: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _records(lines: bytes) -> list[dict[str, Any]]:
+    """The reports in ``lines``; a line that is not one (cut short when an earlier run died) is skipped."""
+    out = []
+    for line in lines.splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return [r for r in out if isinstance(r, dict)]
+
+
 class TrainProgress:
     """Follows ``metrics_file`` in a thread while the run trains (``with TrainProgress(...):``); on a resumed run
-    the lines already there are history, not news."""
+    the lines already there are history, not news: the bar starts at their last step."""
 
     def __init__(
         self,
@@ -42,7 +52,9 @@ class TrainProgress:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.poll_s, self.min_interval = poll_s, min_interval
-        self._offset = self.path.stat().st_size if self.path.is_file() else 0
+        before = self.path.read_bytes() if self.path.is_file() else b""
+        self._offset = len(before)
+        self._resumed_at = max((int(r.get("step", 0)) for r in _records(before)), default=0)
         self._last_line = float("-inf")
         self._t0 = time.monotonic()
         self._stop = threading.Event()
@@ -53,7 +65,9 @@ class TrainProgress:
         if self.live:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc="train", unit="step", file=self.stream, leave=False)
+            self._bar = tqdm(
+                total=self.total, initial=self._resumed_at, desc="train", unit="step", file=self.stream, leave=False
+            )
         self._thread.start()
         return self
 
@@ -77,9 +91,8 @@ class TrainProgress:
             return
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
         self._offset += len(complete)
-        for line in complete.splitlines():
-            if line.strip():
-                self._show(json.loads(line))
+        for rec in _records(complete):
+            self._show(rec)
 
     def _show(self, rec: dict[str, Any]) -> None:
         epoch, step = rec.get("epoch"), int(rec.get("step", 0))

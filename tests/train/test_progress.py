@@ -42,7 +42,7 @@ def test_plain_lines_every_epoch_and_step_reports_at_most_every_interval(tmp_pat
 
 def test_a_resumed_run_shows_only_new_reports(tmp_path):
     path, stream = tmp_path / "metrics.jsonl", io.StringIO()
-    _append(path, _epoch(1, 10))
+    _append(path, _epoch(1, 10), tail='{"kind": "ep\n')  # the earlier run died writing its last line
     with TrainProgress(path, total_steps=20, epochs=2, stream=stream, poll_s=0.01):
         _append(path, _epoch(2, 20))
     assert [line.split("  step")[0] for line in stream.getvalue().splitlines()] == ["train: epoch 2/2"]
@@ -55,3 +55,8 @@ def test_a_bar_on_a_terminal(tmp_path):
     shown = stream.getvalue()
     assert "train:" in shown and "10/20" in shown and "epoch=1/2" in shown and "test_seen/exact_match=0.5000" in shown
     assert "train: epoch" not in shown  # no plain lines beside the bar
+    resumed = _Terminal()
+    with TrainProgress(path, total_steps=20, epochs=2, stream=resumed, poll_s=0.01):  # starts where the run is
+        assert " 10/20 " in resumed.getvalue()
+        _append(path, _epoch(2, 20))
+    assert " 20/20 " in resumed.getvalue()
