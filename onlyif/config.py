@@ -137,11 +137,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return out
 
 
+def _error_key(error: dict[str, Any]) -> list[str]:
+    return [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line: the first problem with its dotted key (and the value given), plus a count of the others."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
+    loc = _error_key(first)
     msg = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
     show_got = first["type"] != "missing" and not isinstance(got, dict)
@@ -157,13 +161,22 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return f"{source}: {'.'.join(loc) or '<root>'}: {msg}{got_text}{more}"
 
 
-def validate_config(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
-    """Validate a plain dict into ``cls``, raising one-line :class:`ConfigError` on any problem."""
+def validate_config(
+    cls: type[C], data: dict[str, Any], source: str = "config", overrides: list[str] | None = None
+) -> C:
+    """Validate a plain dict into ``cls``, raising one-line :class:`ConfigError` on any problem. ``overrides``: the
+    ``--set`` items applied to ``data``; a problem at (or under) the key of one is reported as that item's."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
+        key = ".".join(_error_key(exc.errors(include_url=False)[0]))
+        for item in reversed(overrides or []):  # the last --set of a key is the one that holds
+            path = item.partition("=")[0].strip()
+            if key == path or key.startswith(f"{path}."):
+                source = f"--set {item}"
+                break
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
@@ -188,7 +201,7 @@ def load_config(cls: type[C], path: str | os.PathLike | None = None, overrides: 
     """Load ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply ``--set`` overrides."""
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides)
-    return validate_config(cls, data, source=str(path) if path is not None else "config")
+    return validate_config(cls, data, str(path) if path is not None else "config", overrides)
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:

@@ -77,7 +77,9 @@ CASES = [
     ("impossible-unseen-split", lambda r: _gen(r, "test_unseen_instructions: 100000\n"), 2, "test_unseen"),
     ("config-missing", lambda r: ["generate", "--config", str(r / "nope.yaml"), "--out", str(r / "out")], 2, "nope.yaml"),
     ("set-without-equals", lambda r: [*_gen(r), "--set", "budget"], 2, "expected key=value"),
-    ("set-unknown-key", lambda r: [*_gen(r), "--set", "bugdet=3"], 2, "bugdet: unknown key"),
+    ("set-unknown-key", lambda r: [*_gen(r), "--set", "bugdet=3"], 2, "--set bugdet=3: bugdet: unknown key"),
+    ("set-bad-value", lambda r: [*_gen(r), "--set", "budget=-5"], 2, "--set budget=-5: budget:"),
+    ("file-bad-value-beside-a-set", lambda r: [*_gen(r, "noop_share: 1.5\n"), "--set", "budget=32"], 2, "gen.yaml: noop_share:"),
     ("out-is-a-file", lambda r: [*_gen(r)[:-3], "--out", _write(r, "afile", "x"), "--quiet"], 1, "afile"),
     ("out-under-proc", lambda r: [*_gen(r)[:-3], "--out", "/proc/onlyif-x", "--quiet"], 1, "/proc/onlyif-x"),
     # --- mix: config and source files

@@ -68,8 +68,11 @@ def test_load_config_names_file_and_key(tmp_path):
     path.write_text("budget: 100\ninstructions: 10\n")
     cfg = load_config(TaskConfig, path, ["noop_share=0.5"])
     assert cfg.noop_share == 0.5 and cfg.train_size == 100
+    with pytest.raises(ConfigError, match=r"^--set noop_share=3: noop_share: Input should be less than or equal to 1"):
+        load_config(TaskConfig, path, ["noop_share=0.5", "noop_share=3"])  # the value that holds, from its --set
+    path.write_text("budget: 100\ninstructions: 10\nnoop_share: 3\n")
     with pytest.raises(ConfigError, match=rf"^{path}: noop_share: Input should be less than or equal to 1"):
-        load_config(TaskConfig, path, ["noop_share=3"])
+        load_config(TaskConfig, path, ["budget=200"])
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(TaskConfig, path)

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             if not cfg_file.is_file() or not run_file.is_file():
                 raise OnlyIfError(f"--resume {run_dir}: not a run directory (config.yaml / run.json missing)")
             raw, run_text = read_yaml(cfg_file), run_file.read_text()
-        cfg = validate_config(TrainConfig, apply_overrides(raw, args.overrides), str(cfg_file))
+        cfg = validate_config(TrainConfig, apply_overrides(raw, args.overrides), str(cfg_file), args.overrides)
         info = json.loads(run_text)
         data = args.data or info["data"]
         evals = args.eval_data or info.get("eval_data")
