@@ -138,6 +138,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
 
 
 def _error_key(error: dict[str, Any]) -> list[str]:
+    """The config keys of a pydantic error's location (validator frames left out)."""
     return [str(p) for p in error["loc"] if not str(p).startswith("function-")]
 
 

@@ -134,7 +134,10 @@ def _no_false_hang_warning() -> Iterator[None]:
     """Ray Data warns that a dataset "will hang" when it starts while no CPU is free. The embedding starts while the
     census/dedup/sort tasks still hold the CPUs, and runs once they end: not a hang, so not said."""
     ray_data = logging.getLogger("ray.data.dataset")
-    drop = lambda record: "does not have any available CPUs" not in record.getMessage()  # noqa: E731
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "does not have any available CPUs" not in record.getMessage()
+
     ray_data.addFilter(drop)
     try:
         yield
