@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -289,7 +290,9 @@ def test_the_cli_writes_no_progress_bars_into_a_log(base_model, tmp_path):
     """Not on a terminal (a log file, `ray job logs`): no bar of ours or of Hugging Face's ("Loading weights")."""
     argv = ["eval", "code", "--benchmark", "humaneval", "--model", str(base_model), "--max-problems", "2"]
     argv += ["--max-new-tokens", "8", "--out", str(tmp_path / "o")]
-    done = subprocess.run([sys.executable, "-m", "onlyif.cli", *argv], capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}  # the command sets it itself
+    cmd = [sys.executable, "-m", "onlyif.cli", *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
     assert done.stdout.splitlines()[-1].startswith("pass@1 = ")
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["n_samples"] == 2
